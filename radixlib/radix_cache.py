@@ -395,7 +395,7 @@ def as_token_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
     try:
         key = tuple(map(operator.index, tokens))
     except TypeError:
-        raise TypeError(f"token ids must be integers, got {list(tokens)[:8]!r}") from None
+        raise TypeError(f"token ids must be integers, got {repr(tokens)[:60]}") from None
     if not key:
         raise ValueError("empty token list")
     if min(key) < 0:
