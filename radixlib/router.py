@@ -1,0 +1,125 @@
+"""Router: decides what of a request is cached, and hands pages back to the tree.
+
+It is the only place that talks to both the ``RadixCache`` and the ``PageAllocator``
+on a request's behalf (SGLang: ``match_prefix`` at admission, ``cache_unfinished_req``
+after prefill, ``cache_finished_req`` at the end)::
+
+    match(req)            prompt[:len-1] -> tree      lock the hit, req.pages = hit pages
+    reserve(req, n)       allocator -> req.pages      evict LRU leaves if the pool is short
+    cache_unfinished(req) req.pages -> tree           prompt so far, so others can hit it
+    cache_finished(req)   req.pages -> tree           prompt + output[:-1], then unlock
+    release(req)          req.pages -> allocator      abort / retraction: nothing inserted
+
+A request's own pages are ``req.pages[req.prefix_len // page_size:]``; the ones before
+belong to tree nodes and are only borrowed (the lock keeps them alive).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Iterable, NamedTuple
+
+from .pages import OutOfPages, page_aligned, pages_needed
+from .radix_cache import RadixCache, TreeNode
+from .request import Request
+
+
+class MatchStatus(enum.Enum):
+    FULL = "full"          # everything matchable (all but the last token, in whole pages) was cached
+    PARTIAL = "partial"    # some whole pages were cached
+    MISS = "miss"          # nothing was cached
+
+
+class Admission(NamedTuple):
+    """What ``Router.match`` decided for a request."""
+    status: MatchStatus
+    prefix_len: int        # cached tokens the request will not compute
+    pages: list[int]       # the tree's pages holding them
+    node: TreeNode         # the locked end of the prefix
+
+
+class Router:
+    """Prefix matching, page reservation and caching for requests, over one cache."""
+
+    def __init__(self, cache: RadixCache, enabled: bool = True):
+        self.cache = cache
+        self.allocator = cache.allocator
+        self.page_size = cache.page_size
+        self.enabled = enabled            # False: every request is a miss and nothing is cached
+
+    def match(self, req: Request) -> Admission:
+        """Give ``req`` its longest cached prefix, capped so one prompt token is left to compute."""
+        if req.node is not None or req.pages:
+            raise ValueError(f"request {req.rid} is already admitted")
+        cap = len(req.prompt) - 1                      # the last token must run for logits
+        hit = self.cache.match_prefix(req.prompt[:cap]) if self.enabled and cap else None
+        node = hit.node if hit else self.cache.root
+        self.cache.lock(node)
+        req.node, req.pages = node, list(hit.pages) if hit else []
+        req.prefix_len = req.kv_len = req.cached_tokens = hit.length if hit else 0
+        status = (MatchStatus.MISS if req.prefix_len == 0 else
+                  MatchStatus.FULL if req.prefix_len == page_aligned(cap, self.page_size) else
+                  MatchStatus.PARTIAL)
+        return Admission(status, req.prefix_len, list(req.pages), node)
+
+    def reserve(self, req: Request, num_tokens: int) -> None:
+        """Grow ``req.pages`` to hold ``num_tokens`` tokens, evicting if the pool is short."""
+        need = pages_needed(num_tokens, self.page_size) - len(req.pages)
+        if need > 0:
+            self.make_room(need)
+            req.pages += self.allocator.alloc(need)
+
+    def make_room(self, num_pages: int) -> None:
+        """Evict until ``num_pages`` pages are free; ``OutOfPages`` (evicting nothing) if impossible."""
+        short = num_pages - self.allocator.available
+        if short <= 0:
+            return
+        if short * self.page_size > self.cache.evictable_size:
+            raise OutOfPages(f"need {num_pages} free pages: {self.allocator.available} free and "
+                             f"{self.cache.evictable_size // self.page_size} evictable")
+        self.cache.evict(short * self.page_size)
+
+    def cache_unfinished(self, req: Request) -> None:
+        """After a prefill (or a chunk): put the whole pages computed so far into the tree."""
+        aligned = page_aligned(req.kv_len, self.page_size)
+        if not self.enabled or aligned <= req.prefix_len:
+            return
+        self._insert(req, aligned)
+        hit = self.cache.match_prefix(req.tokens[:aligned])     # tree's pages replace duplicates
+        req.pages[: aligned // self.page_size] = hit.pages
+        self.cache.lock(hit.node)
+        self.cache.unlock(req.node)
+        req.node, req.prefix_len = hit.node, aligned
+
+    def cache_finished(self, req: Request) -> None:
+        """At the end: cache prompt + output (less the last token, which has no K/V), unlock."""
+        aligned = page_aligned(req.kv_len, self.page_size) if self.enabled else 0
+        if aligned > req.prefix_len:
+            self._insert(req, aligned)
+        self.allocator.free(req.pages[max(aligned, req.prefix_len) // self.page_size:])
+        self._detach(req)
+
+    def release(self, req: Request) -> None:
+        """Abort or retraction: free the request's own pages, insert nothing, unlock."""
+        self.allocator.free(req.pages[req.prefix_len // self.page_size:])
+        self._detach(req)
+
+    def held_pages(self, requests: Iterable[Request]) -> list[int]:
+        """The pages live requests own outside the tree (for ``check_invariants``)."""
+        return [p for r in requests for p in r.pages[r.prefix_len // self.page_size:]]
+
+    def check_invariants(self, requests: Iterable[Request]) -> None:
+        """Tree, allocator and requests agree: every page is free, a node's, or one request's."""
+        requests = list(requests)
+        self.cache.check_invariants(held=self.held_pages(requests))
+        for r in requests:
+            assert len(r.pages) >= pages_needed(r.kv_len, self.page_size), f"request {r.rid} lacks pages"
+
+    def _insert(self, req: Request, aligned: int) -> None:
+        """Insert ``req.tokens[:aligned]``; free this request's pages the tree already had."""
+        ps = self.page_size
+        present = self.cache.insert(req.tokens[:aligned], req.pages[: aligned // ps])
+        self.allocator.free(req.pages[req.prefix_len // ps: present // ps])
+
+    def _detach(self, req: Request) -> None:
+        self.cache.unlock(req.node)
+        req.node, req.pages, req.prefix_len, req.kv_len = None, [], 0, 0

@@ -1,0 +1,265 @@
+"""Scheduler: which requests run next, and how much of each.
+
+Two queues, as in SGLang's scheduler. Every step is either a prefill (admit waiting
+requests, compute their uncached suffixes) or a decode (one token for every running
+request); prefill goes first, so new requests join between decode steps::
+
+    waiting ──order (policy)──► admit while the budget lasts ──► running ──► finished
+       ▲                            (match, lock, reserve pages)       │
+       └──────────── retract when decode runs out of pages ◄───────────┘
+
+Orders (SGLang's ``schedule_policy.py``): fcfs (arrival), lof (longest output first),
+random, lpm (longest cached prefix first; fcfs above 128 waiting), dfs-weight (walk the
+tree, heavier subtrees first). The cache-aware two also hold back a request whose
+prompt shares >= ``in_batch_threshold`` tokens with an earlier waiting one that is
+about to compute them: it waits a round and then hits the cache instead.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .pages import OutOfPages, page_aligned, pages_needed
+from .radix_cache import TreeNode, common_prefix_len
+from .request import Request, Status
+from .router import Router
+
+SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
+LPM_FALLBACK_QUEUE_LEN = 128
+
+
+class Extend(NamedTuple):
+    """One request's share of a forward: compute ``req.tokens[start:end]``."""
+    req: Request
+    start: int             # tokens already in the pool (the cached prefix, or earlier chunks)
+    end: int
+
+
+class Batch(NamedTuple):
+    kind: str              # "prefill" or "decode"
+    items: list[Extend]
+
+
+@dataclass
+class Budget:
+    """Tokens a prefill round may still commit (SGLang's ``PrefillAdder`` counters)."""
+    total: float           # free + evictable pool tokens, less what running requests will still need
+    input: int             # tokens this forward may compute
+
+
+class Scheduler:
+    def __init__(self, router: Router, policy: str = "fcfs", max_prefill_tokens: int = 4096,
+                 chunk_size: int | None = None, max_running: int = 64,
+                 new_token_ratio: float = 1.0, in_batch_threshold: int = 32, seed: int = 0):
+        if policy not in SCHEDULE_POLICIES:
+            raise ValueError(f"unknown schedule policy {policy!r}; choose one of {SCHEDULE_POLICIES}")
+        if min(max_prefill_tokens, chunk_size or max_prefill_tokens) < router.page_size:
+            raise ValueError("max_prefill_tokens and chunk_size must hold at least one page")
+        self.router, self.policy = router, policy
+        self.page_size = router.page_size
+        self.max_prefill_tokens, self.chunk_size = max_prefill_tokens, chunk_size
+        self.max_running, self.new_token_ratio = max_running, new_token_ratio
+        self.in_batch_threshold = in_batch_threshold
+        self.rng = random.Random(seed)
+        self.waiting: list[Request] = []
+        self.running: list[Request] = []
+        self.retractions = 0
+
+    # ------------------------------------------------------------------ queue
+    def add(self, req: Request) -> None:
+        """Queue ``req``; a request that could never fit the pool is refused here."""
+        need = pages_needed(len(req.prompt) + req.params.max_new_tokens, self.page_size) + 1
+        if need > self.router.allocator.num_pages:
+            raise ValueError(f"request {req.rid} needs {need} pages for {len(req.prompt)} prompt + "
+                             f"{req.params.max_new_tokens} new tokens; the pool has "
+                             f"{self.router.allocator.num_pages}")
+        req.status = Status.WAITING
+        self.waiting.append(req)
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.running
+
+    def live_requests(self) -> list[Request]:
+        """Requests that hold pages or locks right now."""
+        return self.running + [r for r in self.waiting if r.node is not None]
+
+    # ------------------------------------------------------------------- step
+    def next_batch(self) -> Batch | None:
+        """A prefill batch if anything can be admitted, else a decode batch of the running."""
+        items = self.schedule_prefill()
+        if items:
+            return Batch("prefill", items)
+        items = self.schedule_decode()
+        return Batch("decode", items) if items else None
+
+    def schedule_prefill(self) -> list[Extend]:
+        """Admit waiting requests in policy order while the token budget lasts."""
+        budget = Budget(self._free_tokens() - self._running_reserve(), self.max_prefill_tokens)
+        items: list[Extend] = []
+        for req in self._ordered_waiting():
+            if len(self.running) + len(items) >= self.max_running:
+                break
+            item = self._admit(req, budget)
+            if item is None:
+                break
+            items.append(item)
+            if item.end < len(req.prompt):          # a chunked request ends the round
+                break
+        for item in items:
+            if item.end == len(item.req.prompt):   # a chunked request waits (locked) for its next chunk
+                self.waiting.remove(item.req)
+                item.req.status = Status.RUNNING
+                self.running.append(item.req)
+        return items
+
+    def schedule_decode(self) -> list[Extend]:
+        """Give every running request a slot for one more token, retracting if pages run out."""
+        pending = [r for r in self.running if r.prefilled]
+        ready: list[Extend] = []
+        while pending:
+            req = pending[0]
+            try:
+                self.router.reserve(req, req.kv_len + 1)
+            except OutOfPages:
+                victim = self._retract_victim(pending + [e.req for e in ready])
+                self.retract(victim)
+                pending = [r for r in pending if r is not victim]
+                ready = [e for e in ready if e.req is not victim]
+                continue
+            pending.pop(0)
+            ready.append(Extend(req, req.kv_len, req.kv_len + 1))
+        return ready
+
+    def retract(self, req: Request) -> None:
+        """Take ``req`` off the pool: free its own pages, forget its output, queue it again."""
+        self.router.release(req)
+        self.running.remove(req)
+        req.output.clear()
+        req.retractions += 1
+        self.retractions += 1
+        req.status = Status.WAITING
+        self.waiting.append(req)
+
+    def finish(self, req: Request) -> None:
+        self.router.cache_finished(req)
+        self.running.remove(req)
+        req.status = Status.FINISHED
+
+    def abort(self, req: Request, error: str) -> None:
+        """Drop ``req`` after a failure: release its pages and locks, mark it failed."""
+        if req.node is not None:
+            self.router.release(req)
+        for queue in (self.running, self.waiting):
+            if req in queue:
+                queue.remove(req)
+        req.status, req.error = Status.FAILED, error
+
+    # -------------------------------------------------------------- admission
+    def _admit(self, req: Request, budget: Budget) -> Extend | None:
+        """Match and reserve ``req`` if the budget allows; None (and nothing held) if not."""
+        fresh = req.node is None                 # a chunked request is already admitted
+        if fresh:
+            self.router.match(req)
+        start = req.kv_len
+        end = self._chunk_end(req, start, budget)
+        cost = (self._paged(end - start) + self.page_size
+                + (req.remaining_new_tokens * self.new_token_ratio if end == len(req.prompt) else 0))
+        if end <= start or cost > budget.total:
+            return self._give_back(req, fresh)
+        try:
+            self.router.reserve(req, end)
+        except OutOfPages:
+            return self._give_back(req, fresh)
+        budget.total -= cost
+        budget.input -= end - start
+        return Extend(req, start, end)
+
+    def _chunk_end(self, req: Request, start: int, budget: Budget) -> int:
+        """Where this round's computation of ``req`` stops: its prompt's end, or a chunk boundary."""
+        room = budget.input if self.chunk_size is None else min(budget.input, self.chunk_size)
+        if len(req.prompt) - start <= room:
+            return len(req.prompt)
+        return start + page_aligned(room, self.page_size)
+
+    def _give_back(self, req: Request, fresh: bool) -> None:
+        if fresh:
+            self.router.release(req)             # unlock the match; a chunked request keeps its place
+        return None
+
+    def _free_tokens(self) -> int:
+        return self.router.allocator.available * self.page_size + self.router.cache.evictable_size
+
+    def _running_reserve(self) -> float:
+        return sum(r.remaining_new_tokens * self.new_token_ratio for r in self.running)
+
+    def _paged(self, n: int) -> int:
+        return pages_needed(n, self.page_size) * self.page_size
+
+    # ------------------------------------------------------------------ order
+    def _ordered_waiting(self) -> list[Request]:
+        """The waiting queue in policy order, less requests held back for in-batch caching."""
+        queue = list(self.waiting)
+        chunked = [r for r in queue if r.node is not None]      # an unfinished chunked prefill goes first
+        queue = [r for r in queue if r.node is None]
+        if self.policy == "lof":
+            queue.sort(key=lambda r: -r.params.max_new_tokens)
+        elif self.policy == "random":
+            self.rng.shuffle(queue)
+        elif self.policy in ("lpm", "dfs-weight") and len(queue) <= LPM_FALLBACK_QUEUE_LEN:
+            queue = self._cache_aware_order(queue)
+        return chunked + queue
+
+    def _cache_aware_order(self, queue: list[Request]) -> list[Request]:
+        matches = {r.rid: self.router.cache.match_prefix(r.prompt) if self.router.enabled else None
+                   for r in queue}
+        held = self._held_for_in_batch(queue, {rid: m.length if m else 0 for rid, m in matches.items()})
+        queue = [r for r in queue if r.rid not in held]
+        if self.policy == "lpm":
+            return sorted(queue, key=lambda r: -(matches[r.rid].length if matches[r.rid] else 0))
+        nodes = {r.rid: matches[r.rid].node if matches[r.rid] else self.router.cache.root for r in queue}
+        return dfs_weight_order(self.router.cache.root, queue, nodes)
+
+    def _held_for_in_batch(self, queue: list[Request], cached: dict[int, int]) -> set[int]:
+        """Requests with a short cache hit that share a long prefix with an earlier waiting one."""
+        held, leaders = set(), []
+        for r in queue:
+            if cached[r.rid] > self.in_batch_threshold:
+                continue
+            shared = max((common_prefix_len(r.prompt, l.prompt) for l in leaders), default=0)
+            if shared >= self.in_batch_threshold:
+                held.add(r.rid)
+            else:
+                leaders.append(r)
+        return held
+
+    def _retract_victim(self, candidates: list[Request]) -> Request:
+        """SGLang's choice: the fewest output tokens, then the longest prompt."""
+        return min(candidates, key=lambda r: (len(r.output), -len(r.prompt)))
+
+
+def dfs_weight_order(root: TreeNode, queue: list[Request], nodes: dict[int, TreeNode]) -> list[Request]:
+    """Depth-first over the tree, heavier subtrees (more waiting requests) first.
+
+    A request sits at the node its prompt's match ended at; a node's own requests come
+    after its children's (post-order), as in SGLang.
+    """
+    at_node: dict[TreeNode, list[Request]] = defaultdict(list)
+    for r in queue:
+        at_node[nodes[r.rid]].append(r)
+    weight: dict[TreeNode, int] = {}
+
+    def weigh(node: TreeNode) -> int:
+        weight[node] = len(at_node[node]) + sum(weigh(c) for c in node.children.values())
+        return weight[node]
+
+    def visit(node: TreeNode, out: list[Request]) -> list[Request]:
+        for child in sorted(node.children.values(), key=lambda c: -weight[c]):
+            visit(child, out)
+        out.extend(at_node[node])
+        return out
+
+    weigh(root)
+    return visit(root, [])
