@@ -7,16 +7,19 @@ STAMP  := $(VENV)/.installed-stamp
 WHEELS := $(wildcard /opt/wheels)
 PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 
-.PHONY: lab test bench figures dot clean
+.PHONY: lab test bench figures dot chromium clean
 
 lab: $(STAMP) dot
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: $(STAMP) dot
+test: $(STAMP) dot chromium
 	$(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/cache_ops.py
+
+figures: $(STAMP) dot
+	$(PY) -m radixlib.figures
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,11 +28,17 @@ $(STAMP): pyproject.toml
 	$(PIP) --no-deps 'sglang==0.5.12'  # the reference the faithfulness tests import (issue 3)
 	touch $(STAMP)
 
-# Graphviz's `dot` renders the tree drawings: Debian's package where we are root, else say how.
+# $(call apt,COMMAND,PACKAGE): install Debian's PACKAGE if COMMAND is missing and we are root.
+apt = command -v $(1) >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+      && apt-get update -qq && apt-get install -y -qq $(2) >/dev/null; }
+
+# Graphviz's `dot` renders the tree drawings.
 dot:
-	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null); } \
-	  || { echo "graphviz 'dot' is missing: run 'sudo apt-get install graphviz' (or 'conda install graphviz') and retry"; exit 1; }
+	@$(call apt,dot,graphviz) || { echo "graphviz 'dot' is missing: run 'sudo apt-get install graphviz' (or 'conda install graphviz') and retry"; exit 1; }
+
+# Debian's Chromium drives the real-browser test (tests/browser); without it that test is skipped.
+chromium:
+	@$(call apt,chromium,chromium) || echo "chromium is missing, so the browser test will be skipped: 'sudo apt-get install chromium' runs it"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

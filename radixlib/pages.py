@@ -11,7 +11,7 @@ past ``n`` in its last page are the alignment waste that chapter 01 measures.
 """
 from __future__ import annotations
 
-import heapq
+from array import array
 from typing import Iterable, Sequence
 
 
@@ -20,7 +20,13 @@ class OutOfPages(RuntimeError):
 
 
 class PageAllocator:
-    """Hands out page ids ``0 .. num_pages-1``; lowest free id first (deterministic).
+    """Hands out page ids ``0 .. num_pages-1``, lowest ready id first (deterministic).
+
+    Like SGLang's paged allocator, freed pages are not sorted back in one by one: they
+    wait in a released list, merged and sorted only when the ready list runs short::
+
+        ready:    [9 8 7 6]  (descending; alloc pops the lowest from the end)
+        released: [2 0]      (freed since the last merge)
 
     ``alloc`` and ``free`` validate everything before they change anything, so a
     failed call leaves the allocator exactly as it was.
@@ -31,52 +37,73 @@ class PageAllocator:
             raise ValueError(f"need num_pages >= 1 and page_size >= 1, got {num_pages}, {page_size}")
         self.num_pages = num_pages
         self.page_size = page_size
-        self._free_heap = list(range(num_pages))  # a sorted list is already a heap
-        self._is_free = [True] * num_pages
+        self._ready = list(range(num_pages - 1, -1, -1))
+        self._released: list[int] = []
+        self._allocated: set[int] = set()
 
     @property
     def available(self) -> int:
         """Number of free pages."""
-        return len(self._free_heap)
+        return self.num_pages - len(self._allocated)
 
     @property
     def num_slots(self) -> int:
         return self.num_pages * self.page_size
 
     def alloc(self, n: int) -> list[int]:
-        """Take ``n`` free pages (lowest ids first); ``OutOfPages`` if fewer are free."""
+        """Take ``n`` free pages (lowest ready ids first); ``OutOfPages`` if fewer are free."""
         if n < 0:
             raise ValueError(f"cannot allocate a negative number of pages ({n})")
         if n > self.available:
             raise OutOfPages(f"asked for {n} pages, only {self.available} of {self.num_pages} are free")
-        pages = [heapq.heappop(self._free_heap) for _ in range(n)]
-        for p in pages:
-            self._is_free[p] = False
+        if n > len(self._ready):                    # merge the released pages back in, sorted
+            self._ready = sorted(self._ready + self._released, reverse=True)
+            self._released = []
+        pages = self._ready[len(self._ready) - n:][::-1]
+        del self._ready[len(self._ready) - n:]
+        self._allocated.update(pages)
         return pages
 
-    def free(self, pages: Iterable[int]) -> None:
-        """Give pages back. Unknown ids, pages already free and repeats raise, freeing nothing."""
+    def free(self, pages: Iterable[int], validate: bool = True) -> None:
+        """Give pages back. Unknown ids, pages already free and repeats raise, freeing nothing.
+
+        ``validate=False`` is for callers that own the pages by invariant (the tree's evict).
+        """
         pages = list(pages)
-        self._check_allocated(pages)
-        for p in pages:
-            self._is_free[p] = True
-            heapq.heappush(self._free_heap, p)
+        if validate:
+            try:
+                self.check_allocated(pages)
+            except ValueError as e:
+                raise ValueError(f"double free or unknown page: {e}") from None
+        self._released += pages
+        self._allocated.difference_update(pages)
 
     def is_free(self, page: int) -> bool:
-        return self._is_free[page]
+        return page not in self._allocated
 
     def allocated(self) -> set[int]:
         """The ids of all pages currently handed out."""
-        return {p for p, free in enumerate(self._is_free) if not free}
+        return set(self._allocated)
 
-    def _check_allocated(self, pages: Sequence[int]) -> None:
-        if len(set(pages)) != len(pages):
-            raise ValueError(f"double free: a page appears twice in {sorted(pages)}")
-        for p in pages:
+    def check_allocated(self, pages: Sequence[int]) -> None:
+        """Raise ``ValueError`` unless ``pages`` are distinct ids of allocated pages."""
+        try:                                        # all checks at C speed; explain only on failure
+            array("q", pages)                       # every id an integer
+            ok = len(set(pages)) == len(pages) and self._allocated.issuperset(pages)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(self._why_not_allocated(pages))
+
+    def _why_not_allocated(self, pages: Sequence[int]) -> str:
+        for i, p in enumerate(pages):
             if type(p) is not int or not 0 <= p < self.num_pages:
-                raise ValueError(f"page id {p!r} is not in 0..{self.num_pages - 1}")
-            if self._is_free[p]:
-                raise ValueError(f"double free: page {p} is not allocated")
+                return f"page id {p!r} is not an integer in 0..{self.num_pages - 1}"
+            if p not in self._allocated:
+                return f"page {p} is free"
+            if p in pages[:i]:
+                return f"page {p} appears twice"
+        raise AssertionError("unreachable")
 
     def __repr__(self) -> str:
         return (f"PageAllocator(num_pages={self.num_pages}, page_size={self.page_size}, "

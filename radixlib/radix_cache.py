@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import operator
+from array import array
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from .eviction import policy_key
@@ -109,7 +110,9 @@ class RadixCache:
         """
         key = self._aligned_key(tokens)
         path = self._walk(key)
-        pages = [p for child, n in path for p in child.pages[: n // self.page_size]]
+        pages: list[int] = []
+        for child, n in path:
+            pages += child.pages[: n // self.page_size]
         self._touch(path)
         node = self._end_node(path)
         return MatchResult(sum(n for _, n in path), pages, node)
@@ -123,13 +126,9 @@ class RadixCache:
         refreshes access times, counts a hit and raises the priority.
         """
         key = self._aligned_key(tokens)
-        pages = self._checked_pages(tokens, pages)
         path = self._walk(key)
         present = sum(n for _, n in path)
-        new_pages = pages[present // self.page_size: len(key) // self.page_size]
-        if self._tree_pages.intersection(new_pages):
-            raise ValueError(f"pages {sorted(self._tree_pages.intersection(new_pages))} "
-                             "already belong to the tree")
+        new_pages = self._new_pages(len(tokens), list(pages), present, len(key))
         self._touch(path)
         node = self._end_node(path)
         for n in self._path_to_root(node):
@@ -141,8 +140,7 @@ class RadixCache:
 
     def lock(self, node: TreeNode) -> None:
         """Protect ``node`` and its ancestors from eviction (SGLang: ``inc_lock_ref``)."""
-        self._check_in_tree(node)
-        for n in self._path_to_root(node):
+        for n in self._locked_path(node):
             if n.lock_ref == 0:                     # evictable -> protected
                 self._evictable -= len(n.key)
                 self._protected += len(n.key)
@@ -151,9 +149,8 @@ class RadixCache:
 
     def unlock(self, node: TreeNode) -> None:
         """Undo one ``lock(node)`` (SGLang: ``dec_lock_ref``); below zero is an error."""
-        self._check_in_tree(node)
-        path = list(self._path_to_root(node))
-        if any(n.lock_ref == 0 for n in path):
+        path = self._locked_path(node)
+        if path and path[0].lock_ref == 0:          # a parent's lock_ref >= its child's
             raise ValueError(f"unlock below zero: node #{node.id} is not locked")
         for n in path:
             n.lock_ref -= 1
@@ -175,9 +172,8 @@ class RadixCache:
         freed = 0
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
-            self._delete_leaf(leaf)
+            parent = self._delete_leaf(leaf)
             freed += len(leaf.key)
-            parent = leaf.parent
             if not parent.children and parent.lock_ref == 0:
                 heapq.heappush(heap, (self._priority_of(parent), parent))
         return freed
@@ -251,13 +247,16 @@ class RadixCache:
         self._update_leaf_status(parent)
         self._update_leaf_status(leaf)
 
-    def _delete_leaf(self, leaf: TreeNode) -> None:
-        self.allocator.free(leaf.pages)
-        del leaf.parent.children[self._child_key(leaf.key, 0)]
+    def _delete_leaf(self, leaf: TreeNode) -> TreeNode:
+        """Free ``leaf``'s pages, unhook it (``parent = None`` marks it gone); return its parent."""
+        self.allocator.free(leaf.pages, validate=False)      # tree pages are allocated (invariant)
+        parent, leaf.parent = leaf.parent, None
+        del parent.children[self._child_key(leaf.key, 0)]
         self._evictable -= len(leaf.key)
         self._evictable_leaves.discard(leaf)
         self._tree_pages.difference_update(leaf.pages)
-        self._update_leaf_status(leaf.parent)
+        self._update_leaf_status(parent)
+        return parent
 
     def _update_leaf_status(self, node: TreeNode) -> None:
         if node.children or node.lock_ref > 0:
@@ -293,24 +292,33 @@ class RadixCache:
         key = as_token_tuple(tokens)
         return key[: page_aligned(len(key), self.page_size)]
 
-    def _checked_pages(self, tokens: Sequence[int], pages: Sequence[int]) -> list[int]:
-        pages = list(pages)
-        whole, covering = len(tokens) // self.page_size, pages_needed(len(tokens), self.page_size)
-        if len(pages) not in (whole, covering):
-            raise ValueError(f"{len(tokens)} tokens at page_size {self.page_size} need "
-                             f"{covering} pages, got {len(pages)}")
-        bad = [p for p in pages if type(p) is not int or not 0 <= p < self.allocator.num_pages
-               or self.allocator.is_free(p)]
-        if bad or len(set(pages)) != len(pages):
-            raise ValueError(f"pages must be distinct and allocated; bad: {bad or sorted(pages)}")
-        return pages
+    def _new_pages(self, num_tokens: int, pages: list[int], present: int, aligned: int) -> list[int]:
+        """The pages the tree takes from an insert: those after the ``present`` tokens.
 
-    def _check_in_tree(self, node: TreeNode) -> None:
-        n = node
-        while n is not self.root:
-            if n.parent is None or n.parent.children.get(self._child_key(n.key, 0)) is not n:
-                raise ValueError(f"node #{node.id} is not in this tree (evicted or foreign)")
-            n = n.parent
+        pages:  [ 0 .. present/ps)  caller's duplicates | [present/ps .. aligned/ps) new | tail
+        """
+        whole, covering = num_tokens // self.page_size, pages_needed(num_tokens, self.page_size)
+        if len(pages) not in (whole, covering):
+            raise ValueError(f"{num_tokens} tokens at page_size {self.page_size} need "
+                             f"{covering} pages, got {len(pages)}")
+        new = pages[present // self.page_size: aligned // self.page_size]
+        try:
+            self.allocator.check_allocated(new)
+        except ValueError as e:
+            raise ValueError(f"pages must be distinct and allocated: {e}") from None
+        if not self._tree_pages.isdisjoint(new):
+            raise ValueError(f"pages {sorted(self._tree_pages.intersection(new))} already belong to the tree")
+        return new
+
+    def _locked_path(self, node: TreeNode) -> list[TreeNode]:
+        """``node`` .. the root's child; an error if ``node`` is not in this tree."""
+        path, start = [], node
+        while node is not self.root:
+            if node is None:
+                raise ValueError(f"{start!r} is not in this tree (evicted or foreign)")
+            path.append(node)
+            node = node.parent
+        return path
 
     # ------------------------------------------------------------ invariants
     def check_invariants(self, held: Iterable[int] | None = None) -> None:
@@ -393,12 +401,23 @@ def describe(node: TreeNode, max_tokens: int = 8) -> str:
 def as_token_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
     """Validate token ids (non-empty, integers, >= 0) and return them as a tuple."""
     try:
+        key = tuple(tokens)
+        array("Q", key)                       # C-speed check: every id an integer >= 0
+    except OverflowError:
+        raise ValueError(f"token ids must be >= 0, got {min(key)}") from None
+    except TypeError:                         # not integers, or integers of another type (numpy)
+        key = _index_tuple(tokens)
+    if not key:
+        raise ValueError("empty token list")
+    return key
+
+
+def _index_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
+    try:
         key = tuple(map(operator.index, tokens))
     except TypeError:
         raise TypeError(f"token ids must be integers, got {repr(tokens)[:60]}") from None
-    if not key:
-        raise ValueError("empty token list")
-    if min(key) < 0:
+    if key and min(key) < 0:
         raise ValueError(f"token ids must be >= 0, got {min(key)}")
     return key
 

@@ -263,3 +263,15 @@ def dfs_weight_order(root: TreeNode, queue: list[Request], nodes: dict[int, Tree
 
     weigh(root)
     return visit(root, [])
+
+
+def dfs_optimal_hit_rate(prompts: list[list[int]]) -> float:
+    """The best hit rate any order can reach (SGLang's Theorem 3.1, page_size 1).
+
+    Every distinct prefix token must be computed once, and with a cache that holds the
+    longest request a depth-first order computes each exactly once: hits = total - distinct.
+    Assumes no prompt is a prefix of another (the len-1 cap would cost it one token).
+    """
+    distinct = len({tuple(p[:n]) for p in prompts for n in range(1, len(p) + 1)})
+    total = sum(map(len, prompts))
+    return (total - distinct) / total

@@ -10,6 +10,7 @@ that belong to ``h`` alone, so two prompts share tokens exactly where they share
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,3 +45,75 @@ def block_tokens(hash_ids: list[int], tokens_per_block: int = 16) -> list[int]:
 def mooncake_prompts(tokens_per_block: int = 16, limit: int | None = None) -> list[list[int]]:
     """Every trace request as a token list, ``tokens_per_block`` tokens per 512-token block."""
     return [block_tokens(r.hash_ids, tokens_per_block) for r in load_mooncake(limit=limit)]
+
+
+# --- synthetic workloads (token level, seeded) ---------------------------------------------
+#
+# Every generator draws token ids from ``random.Random(seed)`` in ``[first_id, vocab_size)``
+# (``first_id`` skips a tokenizer's special tokens), so the same call gives the same prompts.
+
+def _tokens(rng: random.Random, n: int, vocab_size: int, first_id: int) -> list[int]:
+    return [rng.randrange(first_id, vocab_size) for _ in range(n)]
+
+
+def shared_prefix(num_requests: int, prefix_len: int, suffix_len: int, vocab_size: int = 32000,
+                  seed: int = 0, first_id: int = 4) -> list[list[int]]:
+    """One shared prefix (a system prompt), then a distinct suffix per request."""
+    rng = random.Random(seed)
+    prefix = _tokens(rng, prefix_len, vocab_size, first_id)
+    return [prefix + _tokens(rng, suffix_len, vocab_size, first_id) for _ in range(num_requests)]
+
+
+def few_shot(num_requests: int = 32, num_examples: int = 8, example_len: int = 96, question_len: int = 32,
+             vocab_size: int = 32000, seed: int = 0, first_id: int = 4) -> list[list[int]]:
+    """The same ``num_examples`` worked examples before each request's own question.
+
+    [ example 1 | example 2 | ... | example k | question_i ]   (examples shared by all)
+    """
+    return shared_prefix(num_requests, num_examples * example_len, question_len, vocab_size, seed, first_id)
+
+
+def tree_of_thought(depth: int = 3, branching: int = 3, root_len: int = 64, step_len: int = 16,
+                    vocab_size: int = 32000, seed: int = 0, first_id: int = 4,
+                    leaves_only: bool = False) -> list[list[int]]:
+    """One prompt per thought: the problem, then the chain of steps that led to it.
+
+    Level d holds branching**d prompts; siblings share everything but their last step.
+    ``leaves_only`` keeps the deepest level (no prompt is then a prefix of another).
+    """
+    rng = random.Random(seed)
+    level = [_tokens(rng, root_len, vocab_size, first_id)]
+    prompts = []
+    for _ in range(depth):
+        level = [p + _tokens(rng, step_len, vocab_size, first_id) for p in level for _ in range(branching)]
+        prompts += level
+    return level if leaves_only else prompts
+
+
+class Conversation(NamedTuple):
+    system: list[int]
+    user_turns: list[list[int]]
+
+
+def multi_turn_chat(num_conversations: int = 4, turns: int = 3, system_len: int = 64, user_len: int = 24,
+                    vocab_size: int = 32000, seed: int = 0, first_id: int = 4) -> list[Conversation]:
+    """Conversations that share a system prompt; each turn's prompt is the whole history so far."""
+    rng = random.Random(seed)
+    system = _tokens(rng, system_len, vocab_size, first_id)
+    return [Conversation(system, [_tokens(rng, user_len, vocab_size, first_id) for _ in range(turns)])
+            for _ in range(num_conversations)]
+
+
+def chat_turn_prompts(conversations: list[Conversation], turn: int,
+                      answers: list[list[list[int]]]) -> list[list[int]]:
+    """The prompts of ``turn``: system, then every earlier user message and its answer, then the new message.
+
+    ``answers[c][t]`` is conversation c's answer at turn t (for every t < turn).
+    """
+    prompts = []
+    for c, conv in enumerate(conversations):
+        history = list(conv.system)
+        for t in range(turn):
+            history += conv.user_turns[t] + answers[c][t]
+        prompts.append(history + conv.user_turns[turn])
+    return prompts

@@ -1,7 +1,7 @@
 """Bad input gets a clear error and the state after it is the state before it."""
 import numpy as np
 import pytest
-from conftest import cache_tokens, make_cache, snapshot
+from helpers import cache_tokens, make_cache, snapshot
 
 from radixlib import OutOfPages
 

@@ -4,13 +4,15 @@ from radixlib import OutOfPages, PageAllocator
 from radixlib.pages import page_aligned, pages_needed, slots_of
 
 
-def test_alloc_gives_lowest_free_ids_and_free_returns_them():
+def test_alloc_gives_lowest_ready_ids_and_merges_freed_pages_when_short():
     alloc = PageAllocator(8, page_size=4)
     assert alloc.alloc(3) == [0, 1, 2]
     assert alloc.available == 5
     alloc.free([1])
-    assert alloc.alloc(2) == [1, 3]
-    assert alloc.allocated() == {0, 1, 2, 3}
+    assert alloc.alloc(2) == [3, 4]            # freed pages wait while the ready list lasts
+    assert alloc.alloc(4) == [1, 5, 6, 7]      # then they are merged back in, sorted
+    assert alloc.allocated() == set(range(8))
+    assert alloc.available == 0
 
 
 def test_alloc_beyond_capacity_raises_and_changes_nothing():
@@ -22,11 +24,13 @@ def test_alloc_beyond_capacity_raises_and_changes_nothing():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ([5], "double free: page 5 is not allocated"),
-    ([0, 0], "appears twice"),
-    ([99], "not in 0..7"),
-    ([-1], "not in 0..7"),
-    ([0, 5], "page 5 is not allocated"),
+    ([5], "double free or unknown page: page 5 is free"),
+    ([0, 0], "page 0 appears twice"),
+    ([99], "page id 99 is not an integer in 0..7"),
+    ([1.0], "page id 1.0 is not an integer in 0..7"),
+    (["a"], "page id 'a' is not an integer in 0..7"),
+    ([-1], "not an integer in 0..7"),
+    ([0, 5], "page 5 is free"),
 ])
 def test_bad_free_raises_and_frees_nothing(bad, message):
     alloc = PageAllocator(8, page_size=1)

@@ -7,7 +7,7 @@ freed number of tokens, at least what was asked (or everything evictable).
 """
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import cache_tokens, make_cache
+from helpers import cache_tokens, make_cache
 
 from radixlib import OutOfPages
 

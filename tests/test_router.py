@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_cache, snapshot
+from helpers import make_cache, snapshot
 
 from radixlib import OutOfPages
 from radixlib.request import Request

@@ -1,0 +1,144 @@
+"""Replaying a prompt stream through a cache: hit rate, occupancy, and Belady's optimum.
+
+A replay serves each prompt the way a serving router does: match the prompt, lock the
+hit, allocate pages for the rest (evicting the shortfall), insert the prompt, free the
+duplicate pages and the unaligned tail, unlock. It records, per request, the tokens
+served from the cache, so one run gives the hit rate, the cached-vs-computed split and
+the pool's occupancy over time (chapters 00 and 03).
+
+``belady`` replays the same stream through a clairvoyant cache of whole pages: when it
+must make room it drops the page whose next use lies furthest in the future (Belady's
+MIN). A page stands for its whole prefix, and a child page is never needed before its
+parent, so MIN keeps the cache prefix-closed and its hit rate is the ceiling that no
+online policy reaches.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import NamedTuple, Sequence
+
+from .pages import PageAllocator, page_aligned, pages_needed
+from .radix_cache import RadixCache
+
+
+class Replay(NamedTuple):
+    """What one replay saw, request by request."""
+    policy: str
+    num_pages: int
+    page_size: int
+    cached: list[int]       # prompt tokens served from the cache
+    prompt: list[int]       # prompt tokens
+    occupancy: list[int]    # pages held by the cache after the request
+
+    @property
+    def hit_rate(self) -> float:
+        """Cached prompt tokens over all prompt tokens."""
+        return sum(self.cached) / sum(self.prompt)
+
+
+class Served(NamedTuple):
+    """What ``serve`` did with one prompt."""
+    cached: int      # prompt tokens the cache supplied (the rest were computed)
+    stored: bool     # False: no room even after evicting, so the prompt was not cached
+
+
+def serve(cache: RadixCache, tokens: Sequence[int]) -> Served:
+    """Serve one prompt through ``cache`` (match, lock, allocate, insert, unlock).
+
+    Allocates pages for the uncached suffix only, evicting whatever the allocator is
+    short of; a prompt that does not fit even then is computed but not cached.
+    """
+    alloc, ps = cache.allocator, cache.page_size
+    hit = cache.match_prefix(tokens)
+    cache.lock(hit.node)
+    need = pages_needed(len(tokens), ps) - len(hit.pages)
+    if need > alloc.available:
+        cache.evict((need - alloc.available) * ps)
+    stored = need <= alloc.available
+    if stored:
+        pages = hit.pages + alloc.alloc(need)
+        present = cache.insert(tokens, pages)
+        aligned = page_aligned(len(tokens), ps) // ps
+        alloc.free(pages[len(hit.pages): present // ps] + pages[aligned:])
+    cache.unlock(hit.node)
+    return Served(hit.length, stored)
+
+
+def replay(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int,
+           policy: str = "lru") -> Replay:
+    """Serve ``prompts`` in order through a fresh ``RadixCache`` of ``num_pages`` pages."""
+    cache = RadixCache(PageAllocator(num_pages, page_size), policy=policy)
+    cached, occupancy = [], []
+    for tokens in prompts:
+        cached.append(serve(cache, tokens).cached)
+        occupancy.append(num_pages - cache.allocator.available)
+    cache.check_invariants(held=[])
+    return Replay(policy, num_pages, page_size, cached, [len(p) for p in prompts], occupancy)
+
+
+def prefix_page_ids(prompts: Sequence[Sequence[int]], page_size: int) -> list[list[int]]:
+    """Each prompt's whole pages as ids, where an id names a page *and its whole prefix*.
+
+    Two prompts get the same id for their k-th page exactly when their first k pages agree.
+    """
+    ids: dict[tuple[int, tuple[int, ...]], int] = {}
+    out = []
+    for tokens in prompts:
+        parent, row = -1, []
+        for start in range(0, page_aligned(len(tokens), page_size), page_size):
+            parent = ids.setdefault((parent, tuple(tokens[start: start + page_size])), len(ids))
+            row.append(parent)
+        out.append(row)
+    return out
+
+
+def next_uses(rows: list[list[int]]) -> list[list[int]]:
+    """For each page of each request, the index of the next request that uses it (or len)."""
+    upcoming: dict[int, int] = {}
+    out = [[] for _ in rows]
+    for i in range(len(rows) - 1, -1, -1):
+        out[i] = [upcoming.get(page, len(rows)) for page in rows[i]]
+        upcoming.update((page, i) for page in rows[i])
+    return out
+
+
+def belady(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int) -> Replay:
+    """Belady's MIN over whole pages: the best hit rate any eviction order can reach.
+
+    After each request every page it used is cached; while more than ``num_pages`` are
+    cached, the one used furthest in the future goes (deeper pages first on ties, so a
+    child never outlives its parent). Hits are the leading cached pages of each prompt.
+    """
+    rows = prefix_page_ids(prompts, page_size)
+    cached_at: dict[int, int] = {}          # page -> its next use (valid heap entry)
+    heap: list[tuple[int, int, int]] = []   # (-next use, -depth, page), stale entries skipped
+    cached, occupancy = [], []
+    for row, uses in zip(rows, next_uses(rows)):
+        hit = next((d for d, page in enumerate(row) if page not in cached_at), len(row))
+        cached.append(hit * page_size)
+        for depth, (page, use) in enumerate(zip(row, uses)):
+            cached_at[page] = use
+            heapq.heappush(heap, (-use, -depth, page))
+        while len(cached_at) > num_pages:
+            use, _, page = heapq.heappop(heap)
+            if cached_at.get(page) == -use:
+                del cached_at[page]
+        occupancy.append(len(cached_at))
+    return Replay("belady", num_pages, page_size, cached, [len(p) for p in prompts], occupancy)
+
+
+def distinct_pages(prompts: Sequence[Sequence[int]], page_size: int) -> int:
+    """Whole pages an unbounded cache would end up holding (distinct prefixes)."""
+    return len({page for row in prefix_page_ids(prompts, page_size) for page in row})
+
+
+def hit_rate_curves(prompts: Sequence[Sequence[int]], page_size: int, fractions: Sequence[float],
+                    policies: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    """Hit rate at each capacity (a fraction of ``distinct_pages``) per policy, plus ``"belady"``."""
+    distinct = distinct_pages(prompts, page_size)
+    longest = max(pages_needed(len(p), page_size) for p in prompts)
+    sizes = [max(longest, int(distinct * f)) for f in fractions]
+    curves = {policy: [(f, replay(prompts, n, page_size, policy).hit_rate) for f, n in zip(fractions, sizes)]
+              for policy in policies}
+    curves["belady"] = [(f, belady(prompts, n, page_size).hit_rate) for f, n in zip(fractions, sizes)]
+    return curves

@@ -1,0 +1,107 @@
+"""Where we deliberately do not copy SGLang 0.5.12 (see DEVIATIONS.md).
+
+Each test pins SGLang's behaviour and ours side by side, so a change on either side
+shows up here; where results must still agree, the test says so and checks it.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radixlib import PageAllocator, RadixCache
+
+from .differential import compare
+from .ops import Alloc, Insert, Lock, Match, Unlock
+from .ours import OursSide
+from .sglang_adapter import SGLangSide, load_sglang
+
+
+def sglang_cache(page_size: int = 1):
+    return SGLangSide(page_size, "lru").cache
+
+
+def ours_cache(page_size: int = 1) -> RadixCache:
+    return RadixCache(PageAllocator(64, page_size))
+
+
+def sg_insert(cache, tokens: list[int]) -> int:
+    sg = load_sglang()
+    slots = torch.arange(100, 100 + len(tokens))
+    return cache.insert(sg.InsertParams(key=sg.RadixKey(tokens), value=slots)).prefix_len
+
+
+def sg_match(cache, tokens: list[int]):
+    sg = load_sglang()
+    return cache.match_prefix(sg.MatchPrefixParams(key=sg.RadixKey(tokens)))
+
+
+def ours_insert(cache: RadixCache, tokens: list[int]) -> int:
+    return cache.insert(tokens, cache.allocator.alloc(len(tokens) // cache.page_size))
+
+
+def test_the_tree_keeps_no_reference_to_the_callers_token_list():
+    sglang, ours = sglang_cache(), ours_cache()
+    tokens = [1, 2, 3]
+    sg_insert(sglang, tokens)
+    ours_insert(ours, tokens)
+    tokens[1] = 9                                   # the caller reuses its list
+    assert len(sg_match(sglang, [1, 2, 3]).device_indices) == 1     # SGLang's tree changed
+    assert ours.match_prefix([1, 2, 3]).length == 3
+    # Agreement: a caller that does not mutate its lists (every stream) sees equal results.
+
+
+def test_empty_token_lists_raise_instead_of_matching_nothing():
+    sglang, ours = sglang_cache(), ours_cache()
+    assert len(sg_match(sglang, []).device_indices) == 0
+    assert sg_match(sglang, []).last_device_node is sglang.root_node
+    assert sg_insert(sglang, []) == 0
+    with pytest.raises(ValueError, match="empty"):
+        ours.match_prefix([])
+    with pytest.raises(ValueError, match="empty"):
+        ours.insert([], [])
+
+
+def test_keys_shorter_than_a_page_still_agree():
+    """Non-empty keys that round down to zero pages: an empty match at the root, nothing inserted."""
+    ops = [Alloc(1), Insert((1, 2, 3), (0,)), Match((1, 2, 3)), Lock(2), Unlock(2)]
+    assert compare(ops, OursSide(8, 16, "lru"), SGLangSide(16, "lru"))["Match"] == 1
+
+
+def test_unlock_below_zero_raises_instead_of_going_negative():
+    sglang, ours = sglang_cache(), ours_cache()
+    sg_insert(sglang, [1, 2])
+    ours_insert(ours, [1, 2])
+    node = sg_match(sglang, [1, 2]).last_device_node
+    sglang.dec_lock_ref(node)
+    assert node.lock_ref == -1                      # and a later lock brings it to 0: still evictable
+    ours_node = ours.match_prefix([1, 2]).node
+    with pytest.raises(ValueError, match="below zero"):
+        ours.unlock(ours_node)
+    assert ours_node.lock_ref == 0
+    # Agreement: balanced lock/unlock (every stream holds locks, then releases them).
+
+
+def test_locking_an_evicted_node_raises_instead_of_corrupting_the_sizes():
+    sglang, ours = sglang_cache(), ours_cache()
+    sg_insert(sglang, [1, 2])
+    ours_insert(ours, [1, 2])
+    node, ours_node = sg_match(sglang, [1, 2]).last_device_node, ours.match_prefix([1, 2]).node
+    sglang.evict(load_sglang().EvictParams(num_tokens=2))
+    ours.evict(2)
+    sglang.inc_lock_ref(node)
+    assert (sglang.evictable_size(), sglang.protected_size(), sglang.total_size()) == (-2, 2, 0)
+    with pytest.raises(ValueError, match="not in this tree"):
+        ours.lock(ours_node)
+    assert (ours.evictable_size, ours.protected_size) == (0, 0)
+
+
+def test_invalid_arguments_raise_where_sglang_accepts_them():
+    sglang, ours = sglang_cache(), ours_cache()
+    assert sglang.evict(load_sglang().EvictParams(num_tokens=-1)).num_tokens_evicted == 0
+    with pytest.raises(ValueError, match="negative"):
+        ours.evict(-1)
+    assert sg_insert(sglang, [-1, -2]) == 0 and sglang.total_size() == 2
+    with pytest.raises(ValueError, match=">= 0"):
+        ours_insert(ours, [-1, -2])
+    with pytest.raises(ValueError, match="allocated"):
+        ours.insert([1, 2], [5, 6])                 # pages the caller never allocated

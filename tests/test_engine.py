@@ -1,0 +1,115 @@
+"""The engine end to end on a real (tiny, seeded) transformers model."""
+import pytest
+import torch
+from transformers import LlamaConfig
+
+from radixlib.engine import Engine
+from radixlib.models import seeded_model
+from radixlib.request import SamplingParams
+
+CONFIG = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=128, vocab_size=97, max_position_embeddings=256,
+                     initializer_range=0.2, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+SHARED = [5, 17, 23, 42, 8, 8, 61, 3, 77, 12, 30, 9, 14, 55, 2, 70, 21, 33]
+PROMPTS = [SHARED + [1, 2, 3], SHARED + [4, 5], SHARED[:7] + [90, 91, 92, 93], [11, 12, 13]]
+NEW = 12
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[list[int]]:
+    """``model.generate`` greedy, one prompt at a time, on a separate copy of the weights."""
+    model = seeded_model(CONFIG, seed=1)
+    out = []
+    for p in PROMPTS:
+        ids = model.generate(torch.tensor([p]), max_new_tokens=NEW, do_sample=False, min_new_tokens=NEW)
+        out.append(ids[0, len(p):].tolist())
+    return out
+
+
+def engine(**options) -> Engine:
+    return Engine(seeded_model(CONFIG, seed=1), **options)
+
+
+@pytest.mark.parametrize("options", [
+    dict(num_pages=64, page_size=4, cache=True),
+    dict(num_pages=64, page_size=4, cache=False),
+    dict(num_pages=256, page_size=1, schedule="lpm"),
+    dict(num_pages=64, page_size=4, chunk_size=8),
+    dict(num_pages=14, page_size=4, new_token_ratio=0.05),          # tiny pool: retractions
+], ids=["cache", "no-cache", "lpm-ps1", "chunked", "retract"])
+def test_greedy_output_equals_model_generate(reference, options):
+    eng = engine(**options)
+    results = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+    assert [r.tokens for r in results] == reference
+    eng.check_invariants()
+    if options.get("new_token_ratio"):
+        assert eng.scheduler.retractions > 0
+    if options.get("cache", True):
+        again = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+        assert [r.tokens for r in again] == reference
+        assert all(r.cached_tokens > 0 for r in again[:3])
+
+
+def test_cache_saves_computation_and_counts_it():
+    eng = engine(num_pages=64, page_size=4)
+    first = eng.generate(PROMPTS[:2], SamplingParams(max_new_tokens=4))
+    second = eng.generate(PROMPTS[:2], SamplingParams(max_new_tokens=4))
+    assert [r.cached_tokens for r in second] == [20, 16]     # 21 and 20 tokens: len-1 cap, whole pages
+    assert sum(r.computed_tokens for r in second) < sum(r.computed_tokens for r in first)
+    assert 0 < eng.stats.hit_rate < 1 and eng.stats.occupancy
+
+
+def test_sampling_is_reproducible_through_retraction():
+    params = SamplingParams(max_new_tokens=NEW, temperature=0.8, top_p=0.9, seed=7)
+    roomy = engine(num_pages=64, page_size=4).generate(PROMPTS, params)
+    tight_engine = engine(num_pages=14, page_size=4, new_token_ratio=0.05)
+    tight = tight_engine.generate(PROMPTS, params)
+    assert tight_engine.scheduler.retractions > 0
+    assert [r.tokens for r in tight] == [r.tokens for r in roomy]
+
+
+def test_text_prompts_with_the_default_model():
+    from radixlib.models import default_model, default_tokenizer
+    tok = default_tokenizer()
+    eng = Engine(default_model(), tok, num_pages=128, page_size=4)
+    results = eng.generate(["the cat sat on the mat.", "the cat sat on the chair."], SamplingParams(max_new_tokens=5))
+    assert all(isinstance(r.text, str) and len(r.tokens) == 5 for r in results)
+    assert results[0].ttft is not None and results[0].ttft >= 0
+
+
+class FlakyExecutor:
+    """Wraps an executor; its ``fail_at``-th forward raises mid-batch."""
+    def __init__(self, inner, fail_at: int):
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+
+    def _run(self, fn, batch):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("device lost")
+        return fn(batch)
+
+    def prefill(self, batch):
+        return self._run(self.inner.prefill, batch)
+
+    def decode(self, batch):
+        return self._run(self.inner.decode, batch)
+
+
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_executor_failure_releases_the_batch_and_the_engine_stays_usable(reference, fail_at):
+    eng = engine(num_pages=64, page_size=4)
+    eng.executor = FlakyExecutor(eng.executor, fail_at)
+    results = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+    failed = [r for r in results if r.error]
+    assert failed and all("device lost" in r.error for r in failed)
+    assert all(r.tokens == ref for r, ref in zip(results, reference) if not r.error)
+    eng.check_invariants()
+    assert eng.cache.protected_size == 0
+    assert eng.allocator.available + eng.cache.total_size // 4 == 64
+    retry = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+    assert [r.tokens for r in retry] == reference
+
+
+def test_empty_prompt_is_refused():
+    with pytest.raises(ValueError, match="empty prompt"):
+        engine().generate([[]])

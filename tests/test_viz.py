@@ -1,0 +1,110 @@
+"""draw_tree / draw_pages on a known state: node count, labels, colours; plots; show_source."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from radixlib import PageAllocator, RadixCache
+from radixlib.replay import belady, replay, serve
+from radixlib.viz import (EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, WordTokenizer, draw_pages,
+                          draw_tree, page_owners, plot_cached_vs_computed, plot_hit_rate, plot_occupancy,
+                          show_source)
+
+
+@pytest.fixture
+def known():
+    """root ── #2 [1 2 3 4] ─┬─ #1 [5 6]  (locked through a match)
+                             └─ #3 [9 9]  (the only evictable leaf: next victim)"""
+    cache = RadixCache(PageAllocator(num_pages=16, page_size=2))
+    serve(cache, [1, 2, 3, 4, 5, 6])
+    serve(cache, [1, 2, 3, 4, 9, 9, 9])
+    match = cache.match_prefix([1, 2, 3, 4, 5, 6])
+    cache.lock(match.node)
+    return cache, match
+
+
+def nodes_of(graph) -> dict[str, str]:
+    """graphviz body lines that declare a node: name -> attribute text."""
+    found = {}
+    for line in graph.body:
+        m = re.match(r"\s*(\w+) \[(.*)\]\s*$", line, re.S)
+        if m and "->" not in line:
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def test_draw_tree_one_box_per_node_with_stable_names(known):
+    cache, match = known
+    boxes = nodes_of(draw_tree(cache, highlight=match, legend=False))
+    assert sorted(boxes) == ["n0", "n1", "n2", "n3"]
+    assert draw_tree(cache, highlight=match).source == draw_tree(cache, highlight=match).source
+
+
+def test_draw_tree_labels_say_text_length_pages_lock_time_hits(known):
+    cache, _ = known
+    label = nodes_of(draw_tree(cache))["n2"]
+    for part in ['#2  \\"1 2 3 4\\"', "len=4 pages=[0, 1]", "lock=1", "t=9", "hits=2"]:
+        assert part in label
+
+
+def test_draw_tree_colours_by_role(known):
+    cache, match = known
+    boxes = nodes_of(draw_tree(cache, highlight=match))
+    assert f'fillcolor="{LOCKED}"' in boxes["n1"] and f'fillcolor="{LOCKED}"' in boxes["n2"]
+    assert f'fillcolor="{VICTIM}"' in boxes["n3"]
+    assert f'color="{MATCHED}"' in boxes["n1"] and f'color="{MATCHED}"' not in boxes["n3"]
+    assert "legend" in boxes
+
+
+def test_evictable_leaf_that_is_not_next_victim_is_orange(known):
+    cache, match = known
+    serve(cache, [7, 7])                              # newer leaf: evictable, but LRU picks #3 first
+    boxes = nodes_of(draw_tree(cache))
+    assert f'fillcolor="{VICTIM}"' in boxes["n3"] and f'fillcolor="{EVICTABLE}"' in boxes["n4"]
+
+
+def test_draw_tree_decodes_with_a_tokenizer():
+    tok = WordTokenizer()
+    cache = RadixCache(PageAllocator(num_pages=8, page_size=1))
+    serve(cache, tok.encode("the cat sat"))
+    assert '\\"the cat sat\\"' in nodes_of(draw_tree(cache, tokenizer=tok))["n1"]
+    assert tok.decode(tok.encode("sat the")) == "sat the"
+
+
+def test_draw_tree_renders_svg(known):
+    cache, match = known
+    svg = draw_tree(cache, highlight=match).pipe(format="svg", encoding="utf-8")
+    assert svg.count('class="node"') == 5             # root, three nodes, legend
+
+
+def test_page_owners_and_grid(known):
+    cache, _ = known
+    held = cache.allocator.alloc(1)
+    owners = page_owners(cache.allocator, cache)
+    tree = {p: n for n in cache.nodes() for p in n.pages}
+    assert [o.kind for o in owners] == ["tree" if p in tree else "request" if p in held else "free"
+                                        for p in range(cache.allocator.num_pages)]
+    assert all(owners[p].node is node for p, node in tree.items()) and len(tree) == 4
+    source = draw_pages(cache.allocator, cache).source
+    assert source.count(f'BGCOLOR="{FREE}"') == cache.allocator.available + 1   # + legend swatch
+    assert source.count(f'BGCOLOR="{REQUEST}"') == 1 + 1
+
+
+def test_plots_have_title_labels_and_legend():
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 9, 9, 9, 9], [1, 2, 3, 4, 5, 6, 7, 8]]
+    runs = [replay(prompts, 4, 2, "lru"), belady(prompts, 4, 2)]
+    figures = [plot_hit_rate({"lru": [(0.5, 0.2), (1.0, 0.4)], "belady": [(0.5, 0.3), (1.0, 0.4)]}, "t"),
+               plot_occupancy(runs, "t"), plot_cached_vs_computed(runs[0], "t")]
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_title() and ax.get_legend() is not None
+        assert "(" in ax.get_xlabel() or "request" in ax.get_xlabel()
+        assert ax.get_ylabel()
+
+
+def test_show_source_is_the_library_source():
+    src = show_source(RadixCache.lock)
+    assert src.name == "radixlib.radix_cache.RadixCache.lock"
+    assert src.code.startswith("    def lock(self, node: TreeNode)")
+    assert "<span" in src._repr_html_() and repr(src).startswith("# radixlib.radix_cache")
