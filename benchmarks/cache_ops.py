@@ -1,8 +1,8 @@
 """Replay the Mooncake synthetic trace through RadixCache at several capacities.
 
-Each request does what a serving router does: match its prompt, lock the hit, allocate
-pages for the rest (evicting the shortfall), insert the prompt, free the duplicate pages,
-unlock. 16 tokens stand for each 512-token block, page_size 16 (a page per block).
+Each request is served as a router would (``radixlib.replay.serve``): match its prompt,
+lock the hit, allocate pages for the rest (evicting the shortfall), insert the prompt,
+free the duplicate pages, unlock. 16 tokens stand for each 512-token block, page_size 16 (a page per block).
 
     python benchmarks/cache_ops.py [--limit N]
 """
@@ -15,8 +15,9 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from radixlib import PageAllocator, RadixCache
-from radixlib.pages import pages_needed
-from radixlib.workloads import load_mooncake, block_tokens
+from radixlib.pages import page_aligned
+from radixlib.replay import serve
+from radixlib.workloads import block_tokens, load_mooncake
 
 TOKENS_PER_BLOCK = PAGE_SIZE = 16
 
@@ -31,31 +32,18 @@ class Row(NamedTuple):
     evicted_tokens: int
 
 
-def serve(cache: RadixCache, tokens: list[int]) -> tuple[int, int, int]:
-    """One request through the cache; returns (cached tokens, evict calls, evicted tokens)."""
-    alloc = cache.allocator
-    hit = cache.match_prefix(tokens)
-    cache.lock(hit.node)
-    need = pages_needed(len(tokens), PAGE_SIZE) - len(hit.pages)
-    evicts = evicted = 0
-    if need > alloc.available:
-        evicts, evicted = 1, cache.evict((need - alloc.available) * PAGE_SIZE)
-    if need <= alloc.available:
-        pages = hit.pages + alloc.alloc(need)
-        present = cache.insert(tokens, pages)
-        alloc.free(pages[len(hit.pages): present // PAGE_SIZE])
-    cache.unlock(hit.node)
-    return hit.length, evicts, evicted
-
-
 def replay(prompts: list[list[int]], capacity: str, num_pages: int) -> Row:
+    """Serve every prompt through a fresh LRU cache (``radixlib.replay.serve``), timed."""
     cache = RadixCache(PageAllocator(num_pages, PAGE_SIZE), policy="lru")
     cached = total = evictions = evicted_tokens = 0
     start = time.perf_counter()
     for tokens in tqdm(prompts, desc=f"capacity {capacity:>4}", leave=False):
-        hit, evicts, evicted = serve(cache, tokens)
-        cached, total = cached + hit, total + len(tokens)
-        evictions, evicted_tokens = evictions + evicts, evicted_tokens + evicted
+        before = cache.total_size
+        served = serve(cache, tokens)
+        added = page_aligned(len(tokens), PAGE_SIZE) - served.cached if served.stored else 0
+        gone = before + added - cache.total_size                # evicted to make room
+        cached, total = cached + served.cached, total + len(tokens)
+        evictions, evicted_tokens = evictions + (gone > 0), evicted_tokens + gone
     seconds = time.perf_counter() - start
     cache.check_invariants(held=[])
     ops = 4 * len(prompts) + evictions          # match, lock, insert, unlock (+ evict)

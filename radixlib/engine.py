@@ -41,6 +41,9 @@ class EngineStats:
     forwards: int = 0
     occupancy: list[tuple[int, int, int]] = field(default_factory=list)   # (step, tree pages, request pages)
 
+    evicted_tokens: int = 0
+    retractions: int = 0
+
     @property
     def hit_rate(self) -> float:
         """Share of prompt tokens served from the cache."""
@@ -95,6 +98,8 @@ class Engine:
         for item, row in zip(batch.items, logits):
             self._advance(item, row, batch.kind)
         self._record_occupancy()
+        self.stats.evicted_tokens = self.router.evicted_tokens
+        self.stats.retractions = self.scheduler.retractions
         return batch
 
     def check_invariants(self) -> None:

@@ -7,6 +7,7 @@ folder and fails when a committed file differs.
     radix_tree.svg             the cache lab's example tree after its example steps
     kv_pages.svg               the page pool of the same state
     hit_rate_vs_capacity.svg   Mooncake trace: hit rate against capacity per policy and Belady
+    architecture.svg / .png    the components and one request's path through them
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import matplotlib
 
 from .replay import hit_rate_curves
-from .viz import plot_hit_rate
+from .viz import draw_architecture, plot_hit_rate
 from .widgets import CacheLab, LabConfig
 from .workloads import mooncake_prompts
 
@@ -48,9 +49,12 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
     """Write every figure into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     lab = example_lab()
-    paths = [out / "radix_tree.svg", out / "kv_pages.svg", out / "hit_rate_vs_capacity.svg"]
+    paths = [out / "radix_tree.svg", out / "kv_pages.svg", out / "hit_rate_vs_capacity.svg",
+             out / "architecture.svg", out / "architecture.png"]
     paths[0].write_text(lab.draw_tree().pipe(format="svg", encoding="utf-8"))
     paths[1].write_text(lab.draw_pages().pipe(format="svg", encoding="utf-8"))
+    paths[3].write_text(draw_architecture().pipe(format="svg", encoding="utf-8"))
+    paths[4].write_bytes(draw_architecture().pipe(format="png"))
     fig = plot_hit_rate(mooncake_curves(), "Mooncake synthetic trace: hit rate vs capacity")
     with matplotlib.rc_context({"svg.hashsalt": "radixlib"}):
         fig.savefig(paths[2], format="svg", metadata={"Date": None})

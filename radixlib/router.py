@@ -45,6 +45,7 @@ class Router:
         self.allocator = cache.allocator
         self.page_size = cache.page_size
         self.enabled = enabled            # False: every request is a miss and nothing is cached
+        self.evicted_tokens = 0           # freed by make_room so far
 
     def match(self, req: Request) -> Admission:
         """Give ``req`` its longest cached prefix, capped so one prompt token is left to compute."""
@@ -76,7 +77,7 @@ class Router:
         if short * self.page_size > self.cache.evictable_size:
             raise OutOfPages(f"need {num_pages} free pages: {self.allocator.available} free and "
                              f"{self.cache.evictable_size // self.page_size} evictable")
-        self.cache.evict(short * self.page_size)
+        self.evicted_tokens += self.cache.evict(short * self.page_size)
 
     def cache_unfinished(self, req: Request) -> None:
         """After a prefill (or a chunk): put the whole pages computed so far into the tree."""

@@ -252,3 +252,43 @@ class WordTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return " ".join(self.words[i] for i in ids)
+
+
+# --- the architecture ---------------------------------------------------------------------
+
+ARCHITECTURE = [  # (from, to, label): one request's path through the library, numbered
+    ("prompt", "Engine", "1 generate"),
+    ("Engine", "Scheduler", "2 add; next_batch"),
+    ("Scheduler", "Router", "3 admit: match, reserve"),
+    ("Router", "RadixCache", "match_prefix + lock;\ninsert + unlock"),
+    ("Router", "PageAllocator", "alloc / free pages"),
+    ("RadixCache", "PageAllocator", "evict frees pages"),
+    ("Engine", "AttentionExecutor", "4 prefill suffixes / decode"),
+    ("AttentionExecutor", "KVPool", "write new K/V,\ngather context"),
+    ("Engine", "Router", "5 cache_unfinished /\ncache_finished"),
+    ("Engine", "tokens", "6 sample"),
+]
+COMPONENTS = {  # name: (module, what it owns)
+    "Engine": ("engine.py", "the loop"),
+    "Scheduler": ("scheduler.py", "what runs next"),
+    "Router": ("router.py", "what is cached"),
+    "RadixCache": ("radix_cache.py", "tree, lock refs, eviction"),
+    "PageAllocator": ("pages.py", "free pages"),
+    "AttentionExecutor": ("executor.py", "compute only what is new"),
+    "KVPool": ("kv_pool.py", "K/V of every page"),
+}
+
+
+def draw_architecture() -> graphviz.Digraph:
+    """The library's components and the numbered path of one request through them."""
+    graph = graphviz.Digraph("architecture", graph_attr={"rankdir": "LR", "fontname": "Helvetica"},
+                             node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                                        "fillcolor": CACHED},
+                             edge_attr={"fontname": "Helvetica", "fontsize": "10"})
+    for name, (module, role) in COMPONENTS.items():
+        graph.node(name, f"{name}\n{module}\n({role})", fillcolor=LOCKED if name == "KVPool" else CACHED)
+    for end in ("prompt", "tokens"):
+        graph.node(end, shape="plaintext", style="")
+    for tail, head, label in ARCHITECTURE:
+        graph.edge(tail, head, label=label)
+    return graph

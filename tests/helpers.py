@@ -1,6 +1,10 @@
 """Helpers the tests share: a caller that fills the cache the way the router will."""
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from radixlib import PageAllocator, RadixCache
 from radixlib.pages import page_aligned, pages_needed
 
@@ -27,3 +31,11 @@ def snapshot(cache: RadixCache) -> tuple:
 
 def make_cache(num_pages: int = 64, page_size: int = 1, policy: str = "lru") -> RadixCache:
     return RadixCache(PageAllocator(num_pages, page_size), policy=policy)
+
+
+def skip_or_fail(reason: str | None, required_by: str) -> None:
+    """Skip the test for ``reason`` (something is missing), or fail if env ``required_by=1``."""
+    if reason and os.environ.get(required_by) == "1":
+        pytest.fail(f"{reason}, and {required_by}=1 requires it", pytrace=False)
+    if reason:
+        pytest.skip(reason)

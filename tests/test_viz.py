@@ -108,3 +108,11 @@ def test_show_source_is_the_library_source():
     assert src.name == "radixlib.radix_cache.RadixCache.lock"
     assert src.code.startswith("    def lock(self, node: TreeNode)")
     assert "<span" in src._repr_html_() and repr(src).startswith("# radixlib.radix_cache")
+
+
+def test_architecture_draws_every_component_and_the_numbered_request_path():
+    from radixlib.viz import ARCHITECTURE, COMPONENTS, draw_architecture
+    source = draw_architecture().source
+    assert all(f"{name}\n{module}" in source for name, (module, _) in COMPONENTS.items())
+    steps = [label.split()[0] for _, _, label in ARCHITECTURE if label[0].isdigit()]
+    assert steps == ["1", "2", "3", "4", "5", "6"] and source.count(" -> ") == len(ARCHITECTURE)

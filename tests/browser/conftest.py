@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import pytest
+from helpers import skip_or_fail
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -67,11 +68,7 @@ def browser_missing() -> str | None:
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """Path of Debian's chromium; skips (or fails under REQUIRE_BROWSER=1) when anything is missing."""
-    reason = browser_missing()
-    if reason and os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail(f"REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    if reason:
-        pytest.skip(reason)
+    skip_or_fail(browser_missing(), "REQUIRE_BROWSER")
     return shutil.which("chromium")
 
 

@@ -5,18 +5,13 @@ Without it they skip, with the reason on one line; with ``REQUIRE_SGLANG=1`` (se
 """
 from __future__ import annotations
 
-import os
-
 import pytest
+from helpers import skip_or_fail
 
 from .sglang_adapter import load_sglang, sglang_unavailable
 
 
 @pytest.fixture(scope="session", autouse=True)
 def sglang_reference() -> None:
-    reason = sglang_unavailable()
-    if reason and os.environ.get("REQUIRE_SGLANG") == "1":
-        pytest.fail(f"{reason}, and REQUIRE_SGLANG=1 requires it", pytrace=False)
-    if reason:
-        pytest.skip(reason)
+    skip_or_fail(sglang_unavailable(), "REQUIRE_SGLANG")
     load_sglang()

@@ -1,0 +1,283 @@
+"""The executor: forward only what is not cached; every K/V goes through the shared pool.
+
+A batch is a list of ``ForwardRequest``s. Each brings the tokens to compute now and the
+slot table of its whole context. All requests are packed into ONE row, so one model
+forward serves the whole batch, however different their cached prefixes::
+
+    packed row:  [ req0 new tokens    | req1 new tokens    | req2 new token ]
+    positions:   [ p0 .. p0 + T0 - 1  | p1 .. p1 + T1 - 1  | p2             ]   p_i = prefix_len_i
+
+Every attention layer calls ``paged_attention`` (registered with transformers'
+``AttentionInterface``). It first writes the row's new K/V into the pool at each
+request's new slots, then, request by request, gathers the whole context's K/V
+(cached prefix + new tokens) from the pool by the slot table and attends over it::
+
+    slots_i:  [ prefix_len_i cached slots (read only) | T_i new slots (written now) ]
+
+The executor never allocates, matches or evicts: it computes over the slots it is handed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface, PreTrainedConfig, PreTrainedModel
+
+from .kv_pool import KVPool
+from .pages import PageAllocator
+
+ATTENTION_NAME = "radixlib_paged"
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                           "GPT2LMHeadModel")
+
+
+class ForwardRequest(NamedTuple):
+    """One request's share of a forward.
+
+    ``tokens``: the ids to compute now (the uncached suffix at prefill, one token at decode).
+    ``prefix_len``: how many of the request's tokens already have K/V in the pool.
+    ``slots``: pool slots of the whole context, ``prefix_len + len(tokens)`` of them::
+
+        slots:  [ 0 .. prefix_len)  cached, read only  |  [prefix_len .. end)  written now
+    """
+    tokens: Sequence[int]
+    prefix_len: int
+    slots: Sequence[int] | torch.Tensor
+
+
+class Part(NamedTuple):
+    """Where one request sits in the packed row, and what it may attend to."""
+    start: int                   # its new tokens are row[start:end]
+    end: int
+    context_slots: torch.Tensor  # [prefix_len + T]: the K/V it attends over
+    mask: torch.Tensor | None    # [T, prefix_len + T] bool, True = may attend; None = no mask
+    is_causal: bool              # no prefix, several tokens: SDPA's own causal path, no mask
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """What every attention layer needs to serve a packed row; built once per forward."""
+    pool: KVPool
+    new_slots: torch.Tensor      # [N]: where the row's N new K/V go, in row order
+    parts: list[Part]
+
+
+# --- positions and masks: the two things a prefix offset changes ---------------------------
+
+def positions(prefix_len: int, num_new: int) -> torch.Tensor:
+    """Positions of the new tokens: they continue the cached prefix."""
+    return torch.arange(prefix_len, prefix_len + num_new)
+
+
+def causal_mask(prefix_len: int, num_new: int) -> torch.Tensor:
+    """Bottom-right causal mask ``[num_new, prefix_len + num_new]``, True = may attend.
+
+    New token i sits at position prefix_len + i and sees keys 0 .. prefix_len + i::
+
+                     keys: [ prefix (cached) | new tokens ]
+        new token 0:         1 1 1 ... 1       1 0 0 ... 0
+        new token T-1:       1 1 1 ... 1       1 1 1 ... 1
+
+    (SDPA's ``is_causal`` aligns the triangle top-left instead, which is only right
+    when there is no prefix.)
+    """
+    return torch.ones(num_new, prefix_len + num_new, dtype=torch.bool).tril(diagonal=prefix_len)
+
+
+def mask_for(request: ForwardRequest, device: torch.device) -> tuple[torch.Tensor | None, bool]:
+    """(mask, is_causal) for SDPA. One new token sees its whole context: no mask at all.
+    Without a prefix, top-left and bottom-right coincide: SDPA's faster built-in causal path."""
+    num_new = len(request.tokens)
+    if num_new == 1 or request.prefix_len == 0:
+        return None, num_new > 1
+    return causal_mask(request.prefix_len, num_new).to(device), False
+
+
+# --- the attention function transformers calls in every layer ------------------------------
+
+def paged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                    value: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float,
+                    dropout: float = 0.0, packed_batch: PackedBatch | None = None,
+                    **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention over the pool for a packed row of N new tokens (post-RoPE).
+
+    ``query`` is ``[1, heads, N, head_dim]``, ``key``/``value`` ``[1, kv_heads, N, head_dim]``.
+    Writes the new K/V first, so each request then reads its prefix AND its new tokens
+    from the pool. Returns ``([1, N, heads, head_dim], None)`` as transformers expects.
+    ``attention_mask`` is always None: transformers builds no mask for an implementation
+    that has no mask function registered, and each ``Part`` brings its own.
+    """
+    if packed_batch is None:
+        raise RuntimeError("this model is driven by an AttentionExecutor: call its prefill/decode, "
+                           "or model.set_attn_implementation('sdpa') to use it directly")
+    pool, layer = packed_batch.pool, module.layer_idx
+    pool.write(layer, packed_batch.new_slots, key[0].transpose(0, 1), value[0].transpose(0, 1))
+    outputs = [attend(pool, layer, query[:, :, part.start:part.end], part, scaling)
+               for part in packed_batch.parts]
+    return torch.cat(outputs, dim=2).transpose(1, 2), None
+
+
+def attend(pool: KVPool, layer: int, query: torch.Tensor, part: Part, scaling: float) -> torch.Tensor:
+    """One request: ``query [1, heads, T, head_dim]`` over its context K/V from the pool."""
+    k, v = pool.gather(layer, part.context_slots)                # [L, kv_heads, head_dim]
+    k, v = k.transpose(0, 1)[None], v.transpose(0, 1)[None]      # [1, kv_heads, L, head_dim]
+    return F.scaled_dot_product_attention(query, k, v, attn_mask=part.mask, is_causal=part.is_causal,
+                                          scale=scaling, enable_gqa=True)  # GQA: K/V not repeated
+
+
+# --- the executor ---------------------------------------------------------------------------
+
+class AttentionExecutor:
+    """Runs packed prefill and decode forwards of ``model`` with all K/V in ``pool``.
+
+    Takes the model over: it switches it to eval mode and to ``paged_attention``. With an
+    ``allocator``, every batch's slots must lie in pages the allocator has handed out.
+    Every batch is checked before the pool is touched (``checked``).
+    """
+
+    def __init__(self, model: PreTrainedModel, pool: KVPool, allocator: PageAllocator | None = None):
+        check_supported(model)
+        check_pool_fits(model, pool)
+        if allocator is not None and allocator.num_slots != pool.num_slots:
+            raise ValueError(f"allocator has {allocator.num_slots} slots, pool {pool.num_slots}")
+        self.model, self.pool, self.allocator = model.eval(), pool, allocator
+        self.max_context = max_context(model.config)
+        AttentionInterface.register(ATTENTION_NAME, paged_attention)
+        model.set_attn_implementation(ATTENTION_NAME)
+
+    def prefill(self, batch: Sequence[ForwardRequest]) -> torch.Tensor:
+        """One packed forward over every request's new tokens; logits of each last token, ``[B, vocab]``."""
+        last = torch.tensor([end - 1 for _, end in spans(batch)])
+        return self._forward(batch, keep=last)
+
+    def decode(self, batch: Sequence[ForwardRequest]) -> torch.Tensor:
+        """One token per running request, one packed forward; next-token logits ``[B, vocab]``."""
+        for i, request in enumerate(batch):
+            if len(request.tokens) != 1:
+                raise ValueError(f"decode takes one token per request; request {i} has {len(request.tokens)}")
+        return self.prefill(batch)
+
+    def score(self, batch: Sequence[ForwardRequest]) -> list[torch.Tensor]:
+        """Like ``prefill``, but the logits at every new position: one ``[T_i, vocab]`` per request."""
+        logits = self._forward(batch, keep=torch.arange(sum(len(r.tokens) for r in batch)))
+        return list(logits.split([len(request.tokens) for request in batch]))
+
+    @torch.inference_mode()
+    def _forward(self, batch: Sequence[ForwardRequest], keep: torch.Tensor) -> torch.Tensor:
+        """Check, pack, run the model once; the logits at packed-row positions ``keep``."""
+        batch = self.checked(batch)
+        device = self.pool.k.device
+        ids = torch.tensor([t for request in batch for t in request.tokens], device=device)
+        row_positions = torch.cat([positions(r.prefix_len, len(r.tokens)) for r in batch]).to(device)
+        out = self.model(input_ids=ids[None], position_ids=row_positions[None], use_cache=False,
+                         logits_to_keep=keep.to(device), packed_batch=pack(batch, self.pool))
+        return out.logits[0]
+
+    def checked(self, batch: Sequence[ForwardRequest]) -> list[ForwardRequest]:
+        """The batch with tokens as lists and slots as tensors; ``ValueError`` unless every
+        request can run. Changes nothing, so a refused batch leaves the pool as it was."""
+        if not batch:
+            raise ValueError("empty batch")
+        batch = [ForwardRequest(torch.as_tensor(r.tokens, dtype=torch.long).tolist(), r.prefix_len,
+                                torch.as_tensor(r.slots, dtype=torch.long)) for r in batch]
+        for i, request in enumerate(batch):
+            check_request(request, i, self.model.config.vocab_size, self.max_context)
+            check_slots_in_range(request, i, self.pool.num_slots)
+        check_writes_disjoint(batch)
+        if self.allocator is not None:
+            check_allocated(batch, self.allocator)
+        return batch
+
+
+def spans(batch: Sequence[ForwardRequest]) -> list[tuple[int, int]]:
+    """(start, end) of each request's new tokens in the packed row."""
+    ends = list(accumulate(len(request.tokens) for request in batch))
+    return list(zip([0, *ends[:-1]], ends))
+
+
+def pack(batch: Sequence[ForwardRequest], pool: KVPool) -> PackedBatch:
+    """Lay the requests out along one row (see the module docstring)."""
+    device = pool.k.device
+    parts = [Part(start, end, request.slots.to(device), *mask_for(request, device))
+             for request, (start, end) in zip(batch, spans(batch))]
+    new_slots = torch.cat([request.slots[request.prefix_len:] for request in batch]).to(device)
+    return PackedBatch(pool, new_slots, parts)
+
+
+# --- the model's K/V shapes ----------------------------------------------------------------
+
+def kv_shape(config: PreTrainedConfig) -> tuple[int, int, int]:
+    """(layers, kv_heads, head_dim) of a model's K/V."""
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+def pool_for(model: PreTrainedModel, num_pages: int, page_size: int) -> KVPool:
+    """A pool shaped for ``model``'s K/V, in the model's dtype and on its device."""
+    layers, kv_heads, head_dim = kv_shape(model.config)
+    return KVPool(layers, num_pages, page_size, kv_heads, head_dim, dtype=model.dtype,
+                  device=model.device)
+
+
+def max_context(config: PreTrainedConfig) -> int:
+    """Longest context the model handles; a sliding window caps it (we attend to all of it)."""
+    window = getattr(config, "sliding_window", None) or math.inf
+    return min(config.max_position_embeddings, window)
+
+
+# --- checks: all run before the pool is touched ---------------------------------------------
+
+def check_supported(model: PreTrainedModel) -> None:
+    name = type(model).__name__
+    if name not in SUPPORTED_ARCHITECTURES:
+        raise ValueError(f"{name} is not supported; the executor runs {', '.join(SUPPORTED_ARCHITECTURES)}")
+
+
+def check_pool_fits(model: PreTrainedModel, pool: KVPool) -> None:
+    if pool.dtype != model.dtype:
+        raise TypeError(f"pool holds {pool.dtype} but the model computes in {model.dtype}; "
+                        f"build the pool with pool_for(model, ...)")
+    expected = kv_shape(model.config)
+    if (pool.num_layers, pool.kv_heads, pool.head_dim) != expected:
+        raise ValueError(f"pool is (layers, kv_heads, head_dim) = "
+                         f"{(pool.num_layers, pool.kv_heads, pool.head_dim)}, the model needs {expected}")
+
+
+def check_request(request: ForwardRequest, i: int, vocab_size: int, max_len: int) -> None:
+    """Tokens in the vocabulary, a slot for every token, context within the model's reach."""
+    if not request.tokens:
+        raise ValueError(f"request {i} has no tokens to compute")
+    if min(request.tokens) < 0 or max(request.tokens) >= vocab_size:
+        raise ValueError(f"request {i} has token ids outside the vocabulary 0..{vocab_size - 1}")
+    context = request.prefix_len + len(request.tokens)
+    if request.prefix_len < 0 or len(request.slots) != context:
+        raise ValueError(f"request {i}: {len(request.slots)} slots for prefix {request.prefix_len} "
+                         f"+ {len(request.tokens)} new tokens")
+    if context > max_len:
+        raise ValueError(f"request {i}: context of {context} tokens exceeds the model's maximum {max_len}")
+
+
+def check_slots_in_range(request: ForwardRequest, i: int, num_slots: int) -> None:
+    if not 0 <= int(request.slots.min()) <= int(request.slots.max()) < num_slots:
+        raise ValueError(f"request {i} has slots outside the pool's 0..{num_slots - 1}")
+
+
+def check_writes_disjoint(batch: Sequence[ForwardRequest]) -> None:
+    """No slot is written twice, and none that some request reads as its cached prefix."""
+    written = [s for request in batch for s in request.slots[request.prefix_len:].tolist()]
+    read = {s for request in batch for s in request.slots[:request.prefix_len].tolist()}
+    if len(set(written)) != len(written) or not read.isdisjoint(written):
+        raise ValueError("two writes to one slot, or a write over a cached prefix slot, in this batch")
+
+
+def check_allocated(batch: Sequence[ForwardRequest], allocator: PageAllocator) -> None:
+    for i, request in enumerate(batch):
+        pages = torch.unique(request.slots // allocator.page_size).tolist()
+        free = [page for page in pages if allocator.is_free(page)]
+        if free:
+            raise ValueError(f"request {i} uses slots in pages {free}, which are not allocated")

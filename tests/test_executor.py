@@ -1,0 +1,231 @@
+"""The executor computes only the uncached tokens, yet matches a full forward of the model.
+
+Every reference below is the same seeded model run by transformers itself (SDPA, no cache).
+The pool starts full of NaN, so reading any slot that was not written poisons the logits.
+"""
+import copy
+
+import pytest
+import torch
+from transformers import (GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config)
+
+from radixlib import executor as ex
+from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
+from radixlib.models import seeded_model
+from radixlib.pages import PageAllocator, pages_needed
+
+VOCAB, MAX_POS = 256, 128
+NO_SPECIAL = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+LLAMA_LIKE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128, vocab_size=VOCAB, max_position_embeddings=MAX_POS, **NO_SPECIAL)
+CONFIGS = {
+    "llama": LlamaConfig(**LLAMA_LIKE),
+    "qwen2": Qwen2Config(**LLAMA_LIKE),
+    "mistral": MistralConfig(**LLAMA_LIKE, sliding_window=None),
+    "gpt2": GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=MAX_POS, **NO_SPECIAL),
+}
+NUM_PAGES_OF_16 = 24   # 384 slots, whatever the page size
+
+
+def random_tokens(n: int, seed: int) -> list[int]:
+    return torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+class Rig:
+    """A model driven by an executor, its untouched twin as the reference, and the pool's pages."""
+
+    def __init__(self, arch: str, page_size: int = 1, dtype: torch.dtype = torch.float32):
+        model = seeded_model(CONFIGS[arch], seed=0, dtype=dtype)
+        self.reference = copy.deepcopy(model)
+        num_pages = NUM_PAGES_OF_16 * 16 // page_size
+        self.allocator = PageAllocator(num_pages, page_size)
+        self.pool = pool_for(model, num_pages, page_size)
+        self.pool.k.fill_(float("nan"))
+        self.pool.v.fill_(float("nan"))
+        self.executor = AttentionExecutor(model, self.pool, self.allocator)
+
+    def fresh_slots(self, n: int) -> torch.Tensor:
+        """Slots of newly allocated pages for ``n`` tokens."""
+        return self.pool.slot_tensor(self.allocator.alloc(pages_needed(n, self.pool.page_size)), n)
+
+    def reference_logits(self, prompt: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.reference(torch.tensor([prompt]), use_cache=False).logits[0]
+
+
+def mixed_batch_logits(rig: Rig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(executor, reference) logits at every computed position, for a miss, then one batch of
+    a full hit minus one token, a partial hit and a miss. Cached lengths are page aligned."""
+    base = random_tokens(49, seed=1)
+    partial = base[:32] + random_tokens(13, seed=2)
+    miss = random_tokens(20, seed=3)
+    base_slots = rig.fresh_slots(49)
+    first = ForwardRequest(base, 0, base_slots)
+    batch = [ForwardRequest(base[48:], 48, torch.cat([base_slots[:48], rig.fresh_slots(1)])),
+             ForwardRequest(partial[32:], 32, torch.cat([base_slots[:32], rig.fresh_slots(13)])),
+             ForwardRequest(miss, 0, rig.fresh_slots(20))]
+    computed = rig.executor.score([first]) + rig.executor.score(batch)
+    prompts = [base, base, partial, miss]
+    requests = [first, *batch]
+    return [(logits, rig.reference_logits(prompt)[request.prefix_len:])
+            for logits, prompt, request in zip(computed, prompts, requests)]
+
+
+def max_error(pairs) -> float:
+    return max((ours - ref).abs().max().item() for ours, ref in pairs)
+
+
+@pytest.mark.parametrize("page_size", [1, 16])
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_prefix_reuse_equals_full_forward_float32(arch, page_size):
+    assert max_error(mixed_batch_logits(Rig(arch, page_size))) <= 1e-5
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_prefix_reuse_argmax_agrees_bfloat16(arch):
+    for ours, ref in mixed_batch_logits(Rig(arch, page_size=16, dtype=torch.bfloat16)):
+        assert ours.dtype == torch.bfloat16
+        assert torch.equal(ours.argmax(-1), ref.argmax(-1))
+
+
+def wrong_positions(prefix_len: int, num_new: int) -> torch.Tensor:
+    return torch.arange(num_new)                          # forgets the cached prefix
+
+
+def top_left_mask(prefix_len: int, num_new: int) -> torch.Tensor:
+    return torch.ones(num_new, prefix_len + num_new, dtype=torch.bool).tril()   # SDPA's is_causal
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("name, broken", [("positions", wrong_positions), ("causal_mask", top_left_mask)])
+def test_control_the_equality_test_catches_offset_bugs(arch, name, broken, monkeypatch):
+    monkeypatch.setattr(ex, name, broken)
+    assert max_error(mixed_batch_logits(Rig(arch, page_size=16))) > 1e-3
+
+
+def test_prefill_returns_the_last_token_logits_of_score():
+    rig = Rig("llama")
+    prompts = [random_tokens(9, seed=4), random_tokens(5, seed=5)]
+    batch = [ForwardRequest(p, 0, rig.fresh_slots(len(p))) for p in prompts]
+    last = rig.executor.prefill(batch)
+    assert last.shape == (2, VOCAB)
+    for row, prompt in zip(last, prompts):
+        torch.testing.assert_close(row, rig.reference_logits(prompt)[-1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_pool_only_greedy_decode_equals_generate(arch):
+    """Three prompts share a 16-token prefix (4 pages of 4); 32 greedy tokens each."""
+    rig, steps = Rig(arch, page_size=4), 32
+    shared = random_tokens(16, seed=6)
+    prompts = [shared + random_tokens(n, seed=7 + n) for n in (3, 6, 9)]
+    shared_slots = rig.fresh_slots(16)
+    tables = [torch.cat([shared_slots, rig.fresh_slots(len(p) - 16 + steps)]) for p in prompts]
+    first = rig.executor.prefill([ForwardRequest(prompts[0], 0, tables[0][:len(prompts[0])])])
+    rest = rig.executor.prefill([ForwardRequest(p[16:], 16, t[:len(p)])
+                                 for p, t in zip(prompts[1:], tables[1:])])
+    outputs = [[token] for token in torch.cat([first, rest]).argmax(-1).tolist()]
+    for _ in range(steps - 1):
+        batch = [ForwardRequest(out[-1:], len(p) + len(out) - 1, t[:len(p) + len(out)])
+                 for p, out, t in zip(prompts, outputs, tables)]
+        for out, token in zip(outputs, rig.executor.decode(batch).argmax(-1).tolist()):
+            out.append(token)
+    for prompt, out in zip(prompts, outputs):
+        expected = rig.reference.generate(torch.tensor([prompt]), max_new_tokens=steps, do_sample=False,
+                                          pad_token_id=0)[0, len(prompt):].tolist()
+        assert out == expected
+
+
+# --- bad input: a clear error, and the pool exactly as it was --------------------------------
+
+@pytest.fixture
+def rig():
+    rig = Rig("llama")
+    rig.pool.k.normal_(generator=torch.Generator().manual_seed(0))
+    rig.pool.v.normal_(generator=torch.Generator().manual_seed(1))
+    return rig
+
+
+def assert_refused(rig: Rig, batch, match: str, call: str = "prefill") -> None:
+    before = rig.pool.k.clone(), rig.pool.v.clone()
+    with pytest.raises(ValueError, match=match):
+        getattr(rig.executor, call)(batch)
+    assert torch.equal(rig.pool.k, before[0]) and torch.equal(rig.pool.v, before[1])
+
+
+def good_request(rig: Rig) -> ForwardRequest:
+    return ForwardRequest(random_tokens(8, seed=8), 0, rig.fresh_slots(8))
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+def test_ids_outside_the_vocabulary(rig, bad_id):
+    bad = ForwardRequest([1, bad_id, 2], 0, rig.fresh_slots(3))
+    assert_refused(rig, [good_request(rig), bad], match="outside the vocabulary")
+
+
+def test_slots_not_allocated(rig):
+    never_allocated = torch.arange(rig.pool.num_slots - 3, rig.pool.num_slots)
+    assert_refused(rig, [good_request(rig), ForwardRequest([1, 2, 3], 0, never_allocated)],
+                   match="not allocated")
+
+
+def test_slots_outside_the_pool(rig):
+    assert_refused(rig, [ForwardRequest([1, 2], 0, [0, rig.pool.num_slots])], match="outside the pool")
+
+
+def test_context_longer_than_the_model_maximum(rig):
+    slots = rig.fresh_slots(MAX_POS + 1)
+    assert_refused(rig, [good_request(rig), ForwardRequest(random_tokens(1, 9), MAX_POS, slots)],
+                   match="exceeds the model's maximum")
+
+
+def test_slot_count_must_match_the_context(rig):
+    assert_refused(rig, [ForwardRequest([1, 2, 3], 1, rig.fresh_slots(3))], match="3 slots for prefix 1")
+
+
+def test_two_requests_writing_one_slot(rig):
+    slots = rig.fresh_slots(4)
+    assert_refused(rig, [ForwardRequest([1, 2], 0, slots[:2]), ForwardRequest([3, 4], 0, slots[1:3])],
+                   match="two writes to one slot")
+
+
+def test_decode_takes_one_token_per_request(rig):
+    assert_refused(rig, [good_request(rig)], match="one token per request", call="decode")
+
+
+def test_empty_batch(rig):
+    assert_refused(rig, [], match="empty batch")
+
+
+# --- set-up errors --------------------------------------------------------------------------
+
+def test_pool_dtype_must_follow_the_model():
+    model = seeded_model(CONFIGS["llama"], dtype=torch.bfloat16)
+    pool = pool_for(seeded_model(CONFIGS["llama"]), num_pages=8, page_size=4)     # float32
+    with pytest.raises(TypeError, match="pool holds torch.float32 but the model computes in torch.bfloat16"):
+        AttentionExecutor(model, pool)
+
+
+def test_pool_shape_must_fit_the_model():
+    model, other = seeded_model(CONFIGS["llama"]), seeded_model(CONFIGS["gpt2"])
+    with pytest.raises(ValueError, match="the model needs"):
+        AttentionExecutor(model, pool_for(other, num_pages=8, page_size=4))
+
+
+def test_unsupported_architecture_is_refused():
+    config = GPTNeoXConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=128, vocab_size=VOCAB)
+    model = seeded_model(config)
+    with pytest.raises(ValueError, match="GPTNeoXForCausalLM is not supported"):
+        AttentionExecutor(model, pool_for(model, num_pages=8, page_size=4))
+
+
+def test_sliding_window_caps_the_context():
+    model = seeded_model(MistralConfig(**{**LLAMA_LIKE, "max_position_embeddings": 64}, sliding_window=32))
+    assert AttentionExecutor(model, pool_for(model, num_pages=8, page_size=8)).max_context == 32
+
+
+def test_model_called_directly_after_takeover_says_so():
+    rig = Rig("llama")
+    with pytest.raises(RuntimeError, match="driven by an AttentionExecutor"):
+        rig.executor.model(torch.tensor([[1, 2, 3]]))
