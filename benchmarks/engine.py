@@ -10,12 +10,14 @@ tokens each) and a multi-turn chat (4 conversations x 3 turns, each turn's promp
 whole history). End-of-sequence is off, so every method makes the same number of tokens;
 the table checks that all four made identical tokens.
 
-    python benchmarks/engine.py [--threads 2] [--quick]
+    python benchmarks/engine.py [--threads 2] [--quick] [--record]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -30,6 +32,7 @@ CONFIG = LlamaConfig(hidden_size=512, num_hidden_layers=8, num_attention_heads=8
                      intermediate_size=1376, vocab_size=32000, tie_word_embeddings=True,
                      max_position_embeddings=4096, bos_token_id=None, eos_token_id=None, pad_token_id=None)
 NEW_TOKENS = 16
+RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "engine.json"
 Generate = Callable[[list[list[int]]], list[list[int]]]
 
 
@@ -110,7 +113,8 @@ def methods(quick: bool):
     yield "(d) engine, cache on", lambda: radix_engine(cache=True)
 
 
-def report(name: str, runs: list[Run]) -> None:
+def report(name: str, runs: list[Run]) -> dict[str, float]:
+    """Print the workload's table; return new tokens/s per method (as ``--record`` stores them)."""
     a = runs[0]
     b = max((r for r in runs if r.method.startswith("(b)")), key=lambda r: r.new_tokens / r.seconds)
     print(f"\n{name}: {a.new_tokens} new tokens per method")
@@ -120,22 +124,28 @@ def report(name: str, runs: list[Run]) -> None:
         hit = "" if r.hit_rate is None else f"{r.hit_rate:.1%}"
         print(f"{r.method:<28} {r.seconds:>8.2f} {rate:>10.1f} {rate / (a.new_tokens / a.seconds):>6.2f}x "
               f"{rate / (b.new_tokens / b.seconds):>10.2f}x {hit:>9} {str(r.outputs == a.outputs):>12}")
+    return {r.method: round(r.new_tokens / r.seconds, 1) for r in runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="8 few-shot requests, one (b) budget")
+    parser.add_argument("--record", action="store_true", help="also write figures/data/engine.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"model: Llama {sum(p.numel() for p in seeded_model(CONFIG).parameters()) / 1e6:.1f}M params, "
-          f"float32, {args.threads} threads, torch {torch.__version__}")
+    params = sum(p.numel() for p in seeded_model(CONFIG).parameters()) / 1e6
+    print(f"model: Llama {params:.1f}M params, float32, {args.threads} threads, torch {torch.__version__}")
+    rates = {}
     for name, turns in workloads(args.quick).items():
         runs = []
         for method, build in methods(args.quick):
             generate, engine = build()
             runs.append(timed(method, generate, turns, engine))
-        report(name, runs)
+        rates[name] = report(name, runs)
+    if args.record:
+        model_name = f"Llama {params:.1f}M, fp32, {args.threads} CPU threads"
+        RECORD.write_text(json.dumps({"model": model_name, "rates": rates}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,18 @@ all of them alike):
 2. One decode step at 1024 tokens of context: through the pool vs transformers' DynamicCache.
 
 Model: a seeded 39.6M-parameter Llama (hidden 512, 8 layers, 8 heads, 4 KV heads), float32,
-2 threads. Run: ``python benchmarks/prefill_reuse.py`` (about a minute on an idle machine).
+2 threads. Run: ``python benchmarks/prefill_reuse.py [--record]`` (about a minute on an idle
+machine; ``--record`` also stores the numbers for ``make figures``).
 """
 from __future__ import annotations
 
 import copy
+import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -28,6 +32,7 @@ from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
 from radixlib.models import prefill_flops, seeded_model
 
 PROMPT_LEN, CACHED = 1024, (0, 256, 512, 900, 1000)
+RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "prefill_reuse.json"
 PREFILL_ROUNDS, DECODE_ROUNDS = 15, 60
 CONFIG = LlamaConfig(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
                      intermediate_size=1376, vocab_size=32000, tie_word_embeddings=True,
@@ -45,8 +50,8 @@ def median_ms(variants: dict[str, Callable[[], object]], rounds: int) -> dict[st
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor) -> float:
-    """Print the prefill table; return the fraction of the ideal speedup reached at 900 cached."""
+def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor) -> dict:
+    """Print the prefill table; return its numbers (as ``--record`` stores them)."""
     variants = {"full": lambda: reference(torch.tensor([prompt]), use_cache=False, logits_to_keep=1)}
     for k in CACHED:
         variants[k] = lambda k=k: executor.prefill([ForwardRequest(prompt[k:], k, slots)])
@@ -59,7 +64,9 @@ def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slo
         reached[k] = speedup / ideal
         print(f"{f'executor, {k} cached':<30}{PROMPT_LEN - k:>9}{ms[k]:>9.1f}{speedup:>8.2f}x"
               f"{ideal:>7.2f}x{reached[k]:>10.2f}")
-    return reached[900]
+    return {"prompt_len": PROMPT_LEN, "full_ms": round(ms["full"], 1), "cached": list(CACHED),
+            "ms": [round(ms[k], 1) for k in CACHED], "reached_900": reached[900],
+            "ideal_ms": [round(ms["full"] * prefill_flops(CONFIG, k, PROMPT_LEN) / full_flops, 1) for k in CACHED]}
 
 
 def decode_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor) -> float:
@@ -81,6 +88,7 @@ def decode_table(reference, executor: AttentionExecutor, prompt: list[int], slot
 
 
 def main() -> None:
+    record = "--record" in sys.argv[1:]          # also write figures/data/prefill_reuse.json
     torch.set_num_threads(2)
     model = seeded_model(CONFIG, seed=0)
     reference = copy.deepcopy(model)                         # stays on transformers' SDPA
@@ -95,10 +103,14 @@ def main() -> None:
           f"(other work slows the small forwards most)\n")
     executor.prefill([ForwardRequest(prompt, 0, slots[:PROMPT_LEN])])   # the pool holds the prompt
     with torch.inference_mode():
-        reached = prefill_table(reference, executor, prompt, slots[:PROMPT_LEN])
+        table = prefill_table(reference, executor, prompt, slots[:PROMPT_LEN])
         ratio = decode_table(reference, executor, prompt, slots[:PROMPT_LEN + 1])
+    reached = table.pop("reached_900")
     print(f"\ntarget: >= 0.80 of ideal at 900 cached: {reached:.2f} {'met' if reached >= 0.8 else 'MISSED'}")
     print(f"target: decode within 1.15x of DynamicCache: {ratio:.2f}x {'met' if ratio <= 1.15 else 'MISSED'}")
+    if record:
+        model_name = f"Llama {params:.1f}M, fp32, {torch.get_num_threads()} CPU threads"
+        RECORD.write_text(json.dumps({"model": model_name, **table}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,20 +8,27 @@ folder and fails when a committed file differs.
     kv_pages.svg               the page pool of the same state
     hit_rate_vs_capacity.svg   Mooncake trace: hit rate against capacity per policy and Belady
     architecture.svg / .png    the components and one request's path through them
+    prefill_vs_cached.svg      benchmarks/prefill_reuse.py's last recorded run (figures/data/)
+    engine_throughput.svg      benchmarks/engine.py's last recorded run (figures/data/)
+
+The two benchmark figures draw data the benchmarks recorded (``--record``), so they are
+as deterministic as the others; re-run a benchmark with ``--record`` to refresh them.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import matplotlib
 
 from .replay import hit_rate_curves
-from .viz import draw_architecture, plot_hit_rate
+from .viz import draw_architecture, plot_hit_rate, plot_prefill_vs_cached, plot_throughput
 from .widgets import CacheLab, LabConfig
 from .workloads import mooncake_prompts
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+DATA_DIR = FIGURES_DIR / "data"             # benchmark results recorded with --record
 EXAMPLE_STEPS = [("insert", "you are a helpful bot . what is a cache"),
                  ("insert", "you are a helpful bot . explain paging"),
                  ("insert", "you are a terse bot . hi"),
@@ -49,16 +56,29 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
     """Write every figure into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     lab = example_lab()
-    paths = [out / "radix_tree.svg", out / "kv_pages.svg", out / "hit_rate_vs_capacity.svg",
-             out / "architecture.svg", out / "architecture.png"]
-    paths[0].write_text(lab.draw_tree().pipe(format="svg", encoding="utf-8"))
-    paths[1].write_text(lab.draw_pages().pipe(format="svg", encoding="utf-8"))
-    paths[3].write_text(draw_architecture().pipe(format="svg", encoding="utf-8"))
-    paths[4].write_bytes(draw_architecture().pipe(format="png"))
-    fig = plot_hit_rate(mooncake_curves(), "Mooncake synthetic trace: hit rate vs capacity")
+    prefill = json.loads((DATA_DIR / "prefill_reuse.json").read_text())
+    engine = json.loads((DATA_DIR / "engine.json").read_text())
+    graphs = {"radix_tree.svg": lab.draw_tree(), "kv_pages.svg": lab.draw_pages(),
+              "architecture.svg": draw_architecture()}
+    plots = {"hit_rate_vs_capacity.svg": plot_hit_rate(mooncake_curves(),
+                                                       "Mooncake synthetic trace: hit rate vs capacity"),
+             "prefill_vs_cached.svg": plot_prefill_vs_cached(
+                 prefill["cached"], prefill["ms"], prefill["ideal_ms"],
+                 f"Prefill of {prefill['prompt_len']} tokens vs tokens cached ({prefill['model']})"),
+             "engine_throughput.svg": plot_throughput(engine["rates"],
+                                                      f"Engine beside transformers ({engine['model']})")}
+    for name, graph in graphs.items():
+        (out / name).write_text(graph.pipe(format="svg", encoding="utf-8"))
+    (out / "architecture.png").write_bytes(draw_architecture().pipe(format="png"))
+    for name, fig in plots.items():
+        save_svg(fig, out / name)
+    return [out / name for name in [*graphs, "architecture.png", *plots]]
+
+
+def save_svg(fig, path: Path) -> None:
+    """An SVG that is byte-identical from run to run (fixed hash salt, no date)."""
     with matplotlib.rc_context({"svg.hashsalt": "radixlib"}):
-        fig.savefig(paths[2], format="svg", metadata={"Date": None})
-    return paths
+        fig.savefig(path, format="svg", metadata={"Date": None})
 
 
 if __name__ == "__main__":

@@ -210,6 +210,38 @@ def plot_cached_vs_computed(replay: Replay, title: str, start: int = 0, count: i
     return fig
 
 
+def plot_prefill_vs_cached(cached: Sequence[int], measured_ms: Sequence[float],
+                           ideal_ms: Sequence[float], title: str) -> Figure:
+    """Prefill time against the number of prompt tokens already in the pool, beside the ideal."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    ax.plot(cached, measured_ms, "o-", label="measured (median)")
+    ax.plot(cached, ideal_ms, "k--", label="ideal: full time x FLOPs ratio")
+    ax.set(title=title, xlabel="cached prompt tokens", ylabel="prefill time (ms)", ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput(rates: dict[str, dict[str, float]], title: str) -> Figure:
+    """New tokens per second per method (bars), one group per workload."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
+    methods = list(next(iter(rates.values())))
+    width = 0.8 / len(rates)
+    for i, (workload, by_method) in enumerate(rates.items()):
+        ax.barh([m + (i - (len(rates) - 1) / 2) * width for m in range(len(methods))],
+                [by_method[m] for m in methods], height=width, label=workload)
+    ax.set(title=title, xlabel="new tokens per second", ylabel="method")
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(title="workload", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------ source
 class Source(NamedTuple):
     """A piece of the library's source: plain text for ``print``/diffs, highlighted HTML in Jupyter."""
