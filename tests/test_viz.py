@@ -9,7 +9,7 @@ from radixlib import PageAllocator, RadixCache
 from radixlib.replay import belady, replay, serve
 from radixlib.viz import (EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, WordTokenizer, draw_pages,
                           draw_tree, page_owners, plot_cached_vs_computed, plot_hit_rate, plot_occupancy,
-                          show_source)
+                          plot_prefill_vs_cached, plot_throughput, show_source)
 
 
 @pytest.fixture
@@ -95,12 +95,16 @@ def test_plots_have_title_labels_and_legend():
     prompts = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 9, 9, 9, 9], [1, 2, 3, 4, 5, 6, 7, 8]]
     runs = [replay(prompts, 4, 2, "lru"), belady(prompts, 4, 2)]
     figures = [plot_hit_rate({"lru": [(0.5, 0.2), (1.0, 0.4)], "belady": [(0.5, 0.3), (1.0, 0.4)]}, "t"),
-               plot_occupancy(runs, "t"), plot_cached_vs_computed(runs[0], "t")]
+               plot_occupancy(runs, "t"), plot_cached_vs_computed(runs[0], "t"),
+               plot_prefill_vs_cached([0, 8], [10.0, 4.0], [10.0, 3.0], "t"),
+               plot_throughput({"w1": {"a": 1.0, "b": 2.0}, "w2": {"a": 3.0, "b": 4.0}}, "t")]
     for fig in figures:
         ax = fig.axes[0]
         assert ax.get_title() and ax.get_legend() is not None
-        assert "(" in ax.get_xlabel() or "request" in ax.get_xlabel()
+        assert any(word in ax.get_xlabel() for word in ("(", "request", "tokens"))
         assert ax.get_ylabel()
+    bars = figures[-1].axes[0].patches
+    assert [b.get_width() for b in bars] == [1.0, 2.0, 3.0, 4.0]     # one bar per workload x method
 
 
 def test_show_source_is_the_library_source():
