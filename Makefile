@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 .PHONY: lab test bench figures dot chromium clean
 
 lab: $(STAMP) dot
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) dot chromium
 	$(PY) -m pytest
