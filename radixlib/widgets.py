@@ -238,6 +238,9 @@ class CacheLabView:
                            w.HBox(list(self.buttons.values())),
                            w.HBox([self.num_pages, self.page_size, self.policy]),
                            self.history, self.log, self.tree, self.pages])
+        for widget, css in ((self.box, "cache-lab"), (self.log, "cache-lab-log"),
+                            (self.tree, "cache-lab-tree"), (self.pages, "cache-lab-pages")):
+            widget.add_class(css)                   # stable hooks for the browser test
         self.redraw()
 
     def click(self, action: str) -> None:

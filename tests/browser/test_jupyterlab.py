@@ -73,7 +73,7 @@ def run_all_cells(page: Page) -> Locator:
     errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
     assert all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts), \
         f"Run All stopped early: {prompts}\n" + "\n".join(errors.all_inner_texts())
-    stepper = page.locator(".widget-vbox").filter(has=page.get_by_role("button", name="evict", exact=True))
+    stepper = page.locator(".cache-lab")
     expect(stepper).to_be_visible(timeout=STEP_MS)
     return stepper
 
@@ -115,25 +115,22 @@ def set_controls(stepper: Locator, action: str, arg: object) -> None:
 
 
 def log_line(stepper: Locator) -> Locator:
-    """The stepper's log line: its one HTML output that is not a drawing."""
-    return stepper.locator(".widget-html").filter(has_not=stepper.page.locator("svg"))
+    """The stepper's log line (CSS class ``cache-lab-log``)."""
+    return stepper.locator(".cache-lab-log")
 
 
 def tree_nodes(stepper: Locator) -> Locator:
-    """The titles of the tree's nodes in the stepper's radix-tree SVG.
+    """The titles of the tree's nodes in the stepper's tree drawing (CSS class ``cache-lab-tree``).
 
     ``draw_tree`` names node ``#k`` ``n<k>`` (graphviz writes it as the ``<title>`` of a
-    ``g.node``); the colour key is a ``g.node`` titled ``legend`` and is left out, and the
-    page grid is a different SVG (graph ``kv_pages``).
+    ``g.node``); the colour key is a ``g.node`` titled ``legend`` and is left out.
     """
-    graph_title = stepper.page.locator("g.graph > title", has_text=re.compile(r"^radix_tree$"))
-    tree = stepper.locator("svg").filter(has=graph_title)
-    return tree.locator("g.node > title").filter(has_text=re.compile(r"^n\d+$"))
+    return stepper.locator(".cache-lab-tree svg g.node > title").filter(has_text=re.compile(r"^n\d+$"))
 
 
 def stepper_in_view(page: Page) -> None:
     """Scroll the stepper's top to the top of the window (if it ever rendered)."""
-    stepper = page.locator(".widget-vbox")
+    stepper = page.locator(".cache-lab")
     if stepper.count():
         stepper.first.evaluate("box => box.scrollIntoView()")
 
