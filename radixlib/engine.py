@@ -35,14 +35,21 @@ class Result(NamedTuple):
 
 @dataclass
 class EngineStats:
+    router: Router = field(repr=False)          # counts evicted tokens
+    scheduler: Scheduler = field(repr=False)    # counts retractions
     prompt_tokens: int = 0
     cached_tokens: int = 0
     computed_tokens: int = 0
     forwards: int = 0
     occupancy: list[tuple[int, int, int]] = field(default_factory=list)   # (step, tree pages, request pages)
 
-    evicted_tokens: int = 0
-    retractions: int = 0
+    @property
+    def evicted_tokens(self) -> int:
+        return self.router.evicted_tokens
+
+    @property
+    def retractions(self) -> int:
+        return self.scheduler.retractions
 
     @property
     def hit_rate(self) -> float:
@@ -68,7 +75,7 @@ class Engine:
         self.scheduler = Scheduler(self.router, schedule, **scheduler_options)
         self.executor = executor or _model_executor(model, num_pages, page_size, self.allocator)
         self.clock = getattr(self.executor, "clock", time.perf_counter)
-        self.stats = EngineStats()
+        self.stats = EngineStats(self.router, self.scheduler)
         self._next_rid = 0
         self._generators: dict[int, torch.Generator] = {}
 
@@ -98,8 +105,6 @@ class Engine:
         for item, row in zip(batch.items, logits):
             self._advance(item, row, batch.kind)
         self._record_occupancy()
-        self.stats.evicted_tokens = self.router.evicted_tokens
-        self.stats.retractions = self.scheduler.retractions
         return batch
 
     def check_invariants(self) -> None:

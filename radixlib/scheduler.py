@@ -213,14 +213,13 @@ class Scheduler:
         return chunked + queue
 
     def _cache_aware_order(self, queue: list[Request]) -> list[Request]:
-        matches = {r.rid: self.router.cache.match_prefix(r.prompt) if self.router.enabled else None
-                   for r in queue}
-        held = self._held_for_in_batch(queue, {rid: m.length if m else 0 for rid, m in matches.items()})
+        # a disabled router never inserts, so its empty tree matches nothing: no special case
+        matches = {r.rid: self.router.cache.match_prefix(r.prompt) for r in queue}
+        held = self._held_for_in_batch(queue, {rid: m.length for rid, m in matches.items()})
         queue = [r for r in queue if r.rid not in held]
         if self.policy == "lpm":
-            return sorted(queue, key=lambda r: -(matches[r.rid].length if matches[r.rid] else 0))
-        nodes = {r.rid: matches[r.rid].node if matches[r.rid] else self.router.cache.root for r in queue}
-        return dfs_weight_order(self.router.cache.root, queue, nodes)
+            return sorted(queue, key=lambda r: -matches[r.rid].length)
+        return dfs_weight_order(self.router.cache.root, queue, {rid: m.node for rid, m in matches.items()})
 
     def _held_for_in_batch(self, queue: list[Request], cached: dict[int, int]) -> set[int]:
         """Requests with a short cache hit that share a long prefix with an earlier waiting one."""
