@@ -7,25 +7,33 @@ STAMP  := $(VENV)/.installed-stamp
 WHEELS := $(wildcard /opt/wheels)
 PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 
-.PHONY: lab test bench figures dot chromium clean
+# SGLang's source, the reference radixlib is compared against: pyproject's [faithful] extra,
+# installed without its dependencies (its own torch/transformers pins would replace ours).
+SGLANG := sglang==0.5.12
+
+.PHONY: lab test lint bench figures dot chromium clean
 
 lab: $(STAMP) dot
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: $(STAMP) dot chromium
+test: $(STAMP) dot chromium lint
 	$(PY) -m pytest
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# Every benchmark, one after the other (each prints its side-by-side table; none is a test).
 bench: $(STAMP)
-	$(PY) benchmarks/cache_ops.py
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 figures: $(STAMP) dot
-	$(PY) -m radixlib.figures
+	$(PY) figures/build.py
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[test]'
-	$(PIP) --no-deps 'sglang==0.5.12'  # the reference the faithfulness tests import (issue 3)
+	$(PIP) -e '.[model,lab,test]'
+	$(PIP) --no-deps '$(SGLANG)'
 	touch $(STAMP)
 
 # $(call apt,COMMAND,PACKAGE): install Debian's PACKAGE if COMMAND is missing and we are root.

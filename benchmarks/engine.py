@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from transformers import ContinuousBatchingConfig, GenerationConfig, LlamaConfig
@@ -118,7 +119,8 @@ def report(name: str, runs: list[Run]) -> dict[str, float]:
     a = runs[0]
     b = max((r for r in runs if r.method.startswith("(b)")), key=lambda r: r.new_tokens / r.seconds)
     print(f"\n{name}: {a.new_tokens} new tokens per method")
-    print(f"{'method':<28} {'seconds':>8} {'new tok/s':>10} {'vs (a)':>7} {'vs best (b)':>11} {'hit rate':>9} {'same tokens':>12}")
+    print(f"{'method':<28} {'seconds':>8} {'new tok/s':>10} {'vs (a)':>7} {'vs best (b)':>11} "
+          f"{'hit rate':>9} {'same tokens':>12}")
     for r in runs:
         rate = r.new_tokens / r.seconds
         hit = "" if r.hit_rate is None else f"{r.hit_rate:.1%}"

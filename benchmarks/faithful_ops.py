@@ -1,8 +1,8 @@
 """Our RadixCache against SGLang 0.5.12's own, on the faithfulness streams.
 
-    python benchmarks/faithful_ops.py [--ops 20000] [--rounds 5] [--policy lru]
+    python benchmarks/faithful_ops.py [--ops 20000] [--rounds 5] [--eviction lru]
 
-Each stream (tests/faithfulness/streams.py) is recorded once, checked to give identical
+Each stream (radixlib/reference/streams.py) is recorded once, checked to give identical
 results on both caches, then replayed through fresh caches, the two alternating round
 by round in this one process. Only the cache calls are timed; each side's arguments
 are built beforehand in its own form (token lists and page ids for ours, RadixKey and
@@ -19,16 +19,13 @@ import argparse
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from faithfulness.differential import compare                      # noqa: E402
-from faithfulness.ops import CACHE_OPS, Op, Side                    # noqa: E402
-from faithfulness.ours import OursSide                              # noqa: E402
-from faithfulness.sglang_adapter import SGLangSide, sglang_unavailable  # noqa: E402
-from faithfulness.streams import WORKLOADS, record_stream           # noqa: E402
+from radixlib.reference.differential import compare
+from radixlib.reference.ops import CACHE_OPS, Op, Side
+from radixlib.reference.sglang import sglang_unavailable
+from radixlib.reference.sides import OursSide, SGLangSide
+from radixlib.reference.streams import WORKLOADS, record_stream
 
 PAGE_SIZES = (1, 16)
 KINDS = [kind.__name__ for kind in CACHE_OPS]
@@ -45,13 +42,13 @@ def replay(side: Side, ops: Sequence[Op], args: list[tuple]) -> dict[str, float]
     return spent
 
 
-def measure(workload: str, page_size: int, policy: str, num_ops: int, rounds: int) -> list[str]:
+def measure(workload: str, page_size: int, eviction: str, num_ops: int, rounds: int) -> list[str]:
     """Markdown rows for one stream and page size."""
-    ops = record_stream(workload, page_size, policy, num_ops)
+    ops = record_stream(workload, page_size, eviction, num_ops)
     num_pages = WORKLOADS[workload].capacity_tokens // page_size
-    compare(ops, OursSide(num_pages, page_size, policy), SGLangSide(page_size, policy))
-    sides = {"radixlib": lambda: OursSide(num_pages, page_size, policy),
-             "SGLang": lambda: SGLangSide(page_size, policy)}
+    compare(ops, OursSide(num_pages, page_size, eviction), SGLangSide(page_size, eviction))
+    sides = {"radixlib": lambda: OursSide(num_pages, page_size, eviction),
+             "SGLang": lambda: SGLangSide(page_size, eviction)}
     args = {name: [make().prepare(op) for op in ops] for name, make in sides.items()}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     for _ in range(rounds):                                  # interleaved, round by round
@@ -74,16 +71,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=20_000, help="cache operations per stream")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--policy", default="lru")
+    parser.add_argument("--eviction", default="lru")
     args = parser.parse_args()
     if reason := sglang_unavailable():
         sys.exit(reason)
-    print(f"policy {args.policy}, at least {args.ops} cache ops per stream, best of {args.rounds} rounds\n")
+    print(f"eviction {args.eviction}, at least {args.ops} cache ops per stream, best of {args.rounds} rounds\n")
     print("| stream | page size | operation | ops | radixlib ops/s | SGLang ops/s | radixlib/SGLang |")
     print("|---|---|---|---|---|---|---|")
     for workload in WORKLOADS:
         for page_size in PAGE_SIZES:
-            print("\n".join(measure(workload, page_size, args.policy, args.ops, args.rounds)), flush=True)
+            print("\n".join(measure(workload, page_size, args.eviction, args.ops, args.rounds)), flush=True)
     print("\nBoth caches gave identical results on every stream (checked before timing).")
 
 

@@ -3,23 +3,23 @@
     generate(prompts) ─► Scheduler.add ─► loop: batch = next_batch()
                                                ├─ prefill: executor.prefill(suffixes) ─► cache_unfinished
                                                └─ decode:  executor.decode(last tokens)
-                                               sample ─► finished? cache_finished
+                                               next tokens ─► finished? cache_finished
+
+The engine is control plane only: it imports no torch. The executor (``forward.Executor``)
+computes and samples; ``Engine(model)`` builds an ``AttentionExecutor`` for a transformers
+model, ``Engine(executor=CostModel())`` replays traces without one.
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
-import torch
-from tqdm.auto import tqdm
-
-from .executor import AttentionExecutor, ForwardRequest, pool_for
+from .forward import Executor, ForwardRequest
 from .pages import PageAllocator, slots_of
 from .radix_cache import RadixCache
 from .request import Request, SamplingParams, Status
 from .router import Router
-from .sampling import request_generator, sample
 from .scheduler import Batch, Extend, Scheduler
 
 
@@ -60,34 +60,29 @@ class EngineStats:
 class Engine:
     """Serves prompts from one shared paged pool with a radix prefix cache.
 
-    ``cache=False`` turns prefix caching off (every request is a miss, nothing is kept).
+    ``eviction`` orders the cache's victims, ``schedule`` the waiting queue;
+    ``enable_cache=False`` turns prefix caching off (every request is a miss, nothing is kept).
     ``executor`` replaces the model (e.g. ``CostModel()`` for model-free trace replays);
     extra keywords go to the ``Scheduler`` (``max_prefill_tokens``, ``chunk_size``, ...).
     """
 
     def __init__(self, model=None, tokenizer=None, num_pages: int = 1024, page_size: int = 16,
-                 policy: str = "lru", schedule: str = "fcfs", cache: bool = True,
-                 executor=None, **scheduler_options):
+                 eviction: str = "lru", schedule: str = "fcfs", enable_cache: bool = True,
+                 executor: Executor | None = None, **scheduler_options):
         self.tokenizer = tokenizer
         self.allocator = PageAllocator(num_pages, page_size)
-        self.cache = RadixCache(self.allocator, policy)
-        self.router = Router(self.cache, enabled=cache)
+        self.cache = RadixCache(self.allocator, eviction)
+        self.router = Router(self.cache, enable_cache)
         self.scheduler = Scheduler(self.router, schedule, **scheduler_options)
         self.executor = executor or _model_executor(model, num_pages, page_size, self.allocator)
-        self.clock = getattr(self.executor, "clock", time.perf_counter)
         self.stats = EngineStats(self.router, self.scheduler)
         self._next_rid = 0
-        self._generators: dict[int, torch.Generator] = {}
 
-    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None,
-                 progress: bool = False) -> list[Result]:
+    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None) -> list[Result]:
         """Run every prompt to completion; results in prompt order."""
         requests = self._submit(prompts, params or SamplingParams())
-        with tqdm(total=len(requests), disable=not progress, desc="requests") as bar:
-            while not self.scheduler.idle:
-                self.step()
-                bar.n = sum(r.status in (Status.FINISHED, Status.FAILED) for r in requests)
-                bar.refresh()
+        while not self.scheduler.idle:
+            self.step()
         return [self._result(r) for r in requests]
 
     def step(self) -> Batch | None:
@@ -97,13 +92,13 @@ class Engine:
             self._fail_stuck()
             return None
         try:
-            logits = self._forward(batch)
+            next_tokens = self._forward(batch)
         except Exception as e:                      # the executor failed mid-batch
             for item in batch.items:
                 self.scheduler.abort(item.req, f"{type(e).__name__}: {e}")
             return batch
-        for item, row in zip(batch.items, logits):
-            self._advance(item, row, batch.kind)
+        for item, token in zip(batch.items, next_tokens):
+            self._advance(item, token, batch.kind)
         self._record_occupancy()
         return batch
 
@@ -113,7 +108,7 @@ class Engine:
 
     # ------------------------------------------------------------- internals
     def _submit(self, prompts, params: SamplingParams) -> list[Request]:
-        requests = [Request(self._next_rid + i, self._tokens(p), params, arrival=self.clock())
+        requests = [Request(self._next_rid + i, self._tokens(p), params, arrival=self.executor.clock())
                     for i, p in enumerate(prompts)]
         self._next_rid += len(requests)
         for req in requests:
@@ -129,15 +124,15 @@ class Engine:
             raise ValueError("empty prompt")
         return tokens
 
-    def _forward(self, batch: Batch) -> torch.Tensor:
+    def _forward(self, batch: Batch) -> list[int]:
         ps = self.allocator.page_size
-        work = [ForwardRequest(i.req.tokens[i.start:i.end], i.start, slots_of(i.req.pages, ps, i.end))
-                for i in batch.items]
+        work = [ForwardRequest(i.req.tokens[i.start:i.end], i.start, slots_of(i.req.pages, ps, i.end),
+                               i.req.params, i.req.rid) for i in batch.items]
         self.stats.forwards += 1
         run = self.executor.prefill if batch.kind == "prefill" else self.executor.decode
         return run(work)
 
-    def _advance(self, item: Extend, logits: torch.Tensor, kind: str) -> None:
+    def _advance(self, item: Extend, token: int, kind: str) -> None:
         """Book the forward's result for one request: K/V now in the pool, maybe a new token."""
         req = item.req
         req.kv_len = item.end
@@ -146,10 +141,9 @@ class Engine:
         if kind == "prefill" and item.end < len(req.prompt):
             self.router.cache_unfinished(req)       # chunked prefill: more prompt to come
             return
-        if not req.output:                          # first token (again, after a retraction)
-            self._generators[req.rid] = request_generator(req.params, req.rid)
-            req.first_token_at = req.first_token_at or self.clock()
-        req.output.append(sample(logits, req.params, self._generators[req.rid]))
+        if req.first_token_at is None:
+            req.first_token_at = self.executor.clock()
+        req.output.append(token)
         if req.finished:
             self.scheduler.finish(req)
             self._count_prompt(req)
@@ -177,7 +171,9 @@ class Engine:
         return Result(list(req.output), text, req.cached_tokens, req.computed_tokens, ttft, req.error)
 
 
-def _model_executor(model, num_pages: int, page_size: int, allocator: PageAllocator):
+def _model_executor(model, num_pages: int, page_size: int, allocator: PageAllocator) -> Executor:
+    """An ``AttentionExecutor`` over a pool shaped for ``model`` (imports torch, only here)."""
     if model is None:
         raise ValueError("Engine needs a model, or an executor such as CostModel()")
+    from .executor import AttentionExecutor, pool_for
     return AttentionExecutor(model, pool_for(model, num_pages, page_size), allocator)

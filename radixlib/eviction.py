@@ -13,7 +13,8 @@ Each policy is a function of one tree node, the same keys SGLang 0.5.12 uses
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SLRU_PROTECTED_HITS = 2
 

@@ -5,56 +5,47 @@ slot table of its whole context. All requests are packed into ONE row, so one mo
 forward serves the whole batch, however different their cached prefixes::
 
     packed row:  [ req0 new tokens    | req1 new tokens    | req2 new token ]
-    positions:   [ p0 .. p0 + T0 - 1  | p1 .. p1 + T1 - 1  | p2             ]   p_i = prefix_len_i
+    positions:   [ s0 .. s0 + T0 - 1  | s1 .. s1 + T1 - 1  | s2             ]   s_i = start_i
 
 Every attention layer calls ``paged_attention`` (registered with transformers'
 ``AttentionInterface``). It first writes the row's new K/V into the pool at each
 request's new slots, then, request by request, gathers the whole context's K/V
 (cached prefix + new tokens) from the pool by the slot table and attends over it::
 
-    slots_i:  [ prefix_len_i cached slots (read only) | T_i new slots (written now) ]
+    slots_i:  [ start_i cached slots (read only) | T_i new slots (written now) ]
 
-The executor never allocates, matches or evicts: it computes over the slots it is handed.
+The executor never allocates, matches or evicts: it computes over the slots it is handed,
+and samples each request's next token from the last position's logits (``sampling``).
 """
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, PreTrainedConfig, PreTrainedModel
 
+from .forward import ForwardRequest
 from .kv_pool import KVPool
 from .pages import PageAllocator
+from .sampling import sample
 
 ATTENTION_NAME = "radixlib_paged"
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                            "GPT2LMHeadModel")
 
 
-class ForwardRequest(NamedTuple):
-    """One request's share of a forward.
-
-    ``tokens``: the ids to compute now (the uncached suffix at prefill, one token at decode).
-    ``prefix_len``: how many of the request's tokens already have K/V in the pool.
-    ``slots``: pool slots of the whole context, ``prefix_len + len(tokens)`` of them::
-
-        slots:  [ 0 .. prefix_len)  cached, read only  |  [prefix_len .. end)  written now
-    """
-    tokens: Sequence[int]
-    prefix_len: int
-    slots: Sequence[int] | torch.Tensor
-
-
 class Part(NamedTuple):
     """Where one request sits in the packed row, and what it may attend to."""
     start: int                   # its new tokens are row[start:end]
     end: int
-    context_slots: torch.Tensor  # [prefix_len + T]: the K/V it attends over
-    mask: torch.Tensor | None    # [T, prefix_len + T] bool, True = may attend; None = no mask
+    context_slots: torch.Tensor  # [start + T]: the K/V it attends over
+    mask: torch.Tensor | None    # [T, start + T] bool, True = may attend; None = no mask
     is_causal: bool              # no prefix, several tokens: SDPA's own causal path, no mask
 
 
@@ -68,15 +59,15 @@ class PackedBatch:
 
 # --- positions and masks: the two things a prefix offset changes ---------------------------
 
-def positions(prefix_len: int, num_new: int) -> torch.Tensor:
-    """Positions of the new tokens: they continue the cached prefix."""
-    return torch.arange(prefix_len, prefix_len + num_new)
+def positions(start: int, num_new: int) -> torch.Tensor:
+    """Positions of the new tokens: they continue the ``start`` tokens already in the pool."""
+    return torch.arange(start, start + num_new)
 
 
-def causal_mask(prefix_len: int, num_new: int) -> torch.Tensor:
-    """Bottom-right causal mask ``[num_new, prefix_len + num_new]``, True = may attend.
+def causal_mask(start: int, num_new: int) -> torch.Tensor:
+    """Bottom-right causal mask ``[num_new, start + num_new]``, True = may attend.
 
-    New token i sits at position prefix_len + i and sees keys 0 .. prefix_len + i::
+    New token i sits at position start + i and sees keys 0 .. start + i::
 
                      keys: [ prefix (cached) | new tokens ]
         new token 0:         1 1 1 ... 1       1 0 0 ... 0
@@ -85,16 +76,16 @@ def causal_mask(prefix_len: int, num_new: int) -> torch.Tensor:
     (SDPA's ``is_causal`` aligns the triangle top-left instead, which is only right
     when there is no prefix.)
     """
-    return torch.ones(num_new, prefix_len + num_new, dtype=torch.bool).tril(diagonal=prefix_len)
+    return torch.ones(num_new, start + num_new, dtype=torch.bool).tril(diagonal=start)
 
 
 def mask_for(request: ForwardRequest, device: torch.device) -> tuple[torch.Tensor | None, bool]:
     """(mask, is_causal) for SDPA. One new token sees its whole context: no mask at all.
     Without a prefix, top-left and bottom-right coincide: SDPA's faster built-in causal path."""
     num_new = len(request.tokens)
-    if num_new == 1 or request.prefix_len == 0:
+    if num_new == 1 or request.start == 0:
         return None, num_new > 1
-    return causal_mask(request.prefix_len, num_new).to(device), False
+    return causal_mask(request.start, num_new).to(device), False
 
 
 # --- the attention function transformers calls in every layer ------------------------------
@@ -149,17 +140,24 @@ class AttentionExecutor:
         AttentionInterface.register(ATTENTION_NAME, paged_attention)
         model.set_attn_implementation(ATTENTION_NAME)
 
-    def prefill(self, batch: Sequence[ForwardRequest]) -> torch.Tensor:
-        """One packed forward over every request's new tokens; logits of each last token, ``[B, vocab]``."""
-        last = torch.tensor([end - 1 for _, end in spans(batch)])
-        return self._forward(batch, keep=last)
+    clock = staticmethod(time.perf_counter)
 
-    def decode(self, batch: Sequence[ForwardRequest]) -> torch.Tensor:
-        """One token per running request, one packed forward; next-token logits ``[B, vocab]``."""
+    def prefill(self, batch: Sequence[ForwardRequest]) -> list[int]:
+        """One packed forward over every request's new tokens; each request's next token."""
+        rows = self.logits(batch)
+        return [sample(row, r.params, r.rid, r.start + len(r.tokens)) for row, r in zip(rows, batch)]
+
+    def decode(self, batch: Sequence[ForwardRequest]) -> list[int]:
+        """One token per running request, one packed forward; each request's next token."""
         for i, request in enumerate(batch):
             if len(request.tokens) != 1:
                 raise ValueError(f"decode takes one token per request; request {i} has {len(request.tokens)}")
         return self.prefill(batch)
+
+    def logits(self, batch: Sequence[ForwardRequest]) -> torch.Tensor:
+        """Like ``prefill``, but the logits of each request's last token, ``[B, vocab]``."""
+        last = torch.tensor([end - 1 for _, end in spans(batch)])
+        return self._forward(batch, keep=last)
 
     def score(self, batch: Sequence[ForwardRequest]) -> list[torch.Tensor]:
         """Like ``prefill``, but the logits at every new position: one ``[T_i, vocab]`` per request."""
@@ -172,7 +170,7 @@ class AttentionExecutor:
         batch = self.checked(batch)
         device = self.pool.k.device
         ids = torch.tensor([t for request in batch for t in request.tokens], device=device)
-        row_positions = torch.cat([positions(r.prefix_len, len(r.tokens)) for r in batch]).to(device)
+        row_positions = torch.cat([positions(r.start, len(r.tokens)) for r in batch]).to(device)
         out = self.model(input_ids=ids[None], position_ids=row_positions[None], use_cache=False,
                          logits_to_keep=keep.to(device), packed_batch=pack(batch, self.pool))
         return out.logits[0]
@@ -182,8 +180,8 @@ class AttentionExecutor:
         request can run. Changes nothing, so a refused batch leaves the pool as it was."""
         if not batch:
             raise ValueError("empty batch")
-        batch = [ForwardRequest(torch.as_tensor(r.tokens, dtype=torch.long).tolist(), r.prefix_len,
-                                torch.as_tensor(r.slots, dtype=torch.long)) for r in batch]
+        batch = [r._replace(tokens=torch.as_tensor(r.tokens, dtype=torch.long).tolist(),
+                            slots=torch.as_tensor(r.slots, dtype=torch.long)) for r in batch]
         for i, request in enumerate(batch):
             check_request(request, i, self.model.config.vocab_size, self.max_context)
             check_slots_in_range(request, i, self.pool.num_slots)
@@ -204,7 +202,7 @@ def pack(batch: Sequence[ForwardRequest], pool: KVPool) -> PackedBatch:
     device = pool.k.device
     parts = [Part(start, end, request.slots.to(device), *mask_for(request, device))
              for request, (start, end) in zip(batch, spans(batch))]
-    new_slots = torch.cat([request.slots[request.prefix_len:] for request in batch]).to(device)
+    new_slots = torch.cat([request.slots[request.start:] for request in batch]).to(device)
     return PackedBatch(pool, new_slots, parts)
 
 
@@ -254,9 +252,9 @@ def check_request(request: ForwardRequest, i: int, vocab_size: int, max_len: int
         raise ValueError(f"request {i} has no tokens to compute")
     if min(request.tokens) < 0 or max(request.tokens) >= vocab_size:
         raise ValueError(f"request {i} has token ids outside the vocabulary 0..{vocab_size - 1}")
-    context = request.prefix_len + len(request.tokens)
-    if request.prefix_len < 0 or len(request.slots) != context:
-        raise ValueError(f"request {i}: {len(request.slots)} slots for prefix {request.prefix_len} "
+    context = request.start + len(request.tokens)
+    if request.start < 0 or len(request.slots) != context:
+        raise ValueError(f"request {i}: {len(request.slots)} slots for {request.start} tokens in the pool "
                          f"+ {len(request.tokens)} new tokens")
     if context > max_len:
         raise ValueError(f"request {i}: context of {context} tokens exceeds the model's maximum {max_len}")
@@ -269,8 +267,8 @@ def check_slots_in_range(request: ForwardRequest, i: int, num_slots: int) -> Non
 
 def check_writes_disjoint(batch: Sequence[ForwardRequest]) -> None:
     """No slot is written twice, and none that some request reads as its cached prefix."""
-    written = [s for request in batch for s in request.slots[request.prefix_len:].tolist()]
-    read = {s for request in batch for s in request.slots[:request.prefix_len].tolist()}
+    written = [s for request in batch for s in request.slots[request.start:].tolist()]
+    read = {s for request in batch for s in request.slots[:request.start].tolist()}
     if len(set(written)) != len(written) or not read.isdisjoint(written):
         raise ValueError("two writes to one slot, or a write over a cached prefix slot, in this batch")
 

@@ -17,8 +17,14 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
-from transformers import (AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrainedConfig,
-                          PreTrainedModel, PreTrainedTokenizerFast)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from .executor import SUPPORTED_ARCHITECTURES, kv_shape
 

@@ -12,7 +12,7 @@ past ``n`` in its last page are the alignment waste that chapter 01 measures.
 from __future__ import annotations
 
 from array import array
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 class OutOfPages(RuntimeError):

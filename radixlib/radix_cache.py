@@ -19,7 +19,8 @@ from __future__ import annotations
 import heapq
 import operator
 from array import array
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from .eviction import policy_key
 from .pages import PageAllocator, page_aligned, pages_needed
@@ -62,19 +63,22 @@ class TreeNode:
 
 class MatchResult(NamedTuple):
     """What ``match_prefix`` found."""
-    length: int          # matched tokens, a multiple of page_size
-    pages: list[int]     # the pages holding them, in order (length // page_size)
+    prefix_len: int      # matched tokens, a multiple of page_size
+    pages: list[int]     # the pages holding them, in order (prefix_len // page_size)
     node: TreeNode       # deepest matched node (the root on a miss); lock it to keep the prefix
 
 
 class RadixCache:
-    """Prefix cache over a ``PageAllocator``; ``page_size`` comes from the allocator."""
+    """Prefix cache over a ``PageAllocator``; ``page_size`` comes from the allocator.
 
-    def __init__(self, allocator: PageAllocator, policy: str = "lru"):
+    ``eviction`` names the policy that orders victims (``eviction.POLICIES``).
+    """
+
+    def __init__(self, allocator: PageAllocator, eviction: str = "lru"):
         self.allocator = allocator
         self.page_size = allocator.page_size
-        self.policy = policy
-        self._priority_of = policy_key(policy)
+        self.eviction = eviction
+        self._eviction_key = policy_key(eviction)
         self._clock = 0
         self._next_id = 0
         self.root = self._new_node(None, (), [])
@@ -167,7 +171,7 @@ class RadixCache:
         """
         if num_tokens < 0:
             raise ValueError(f"cannot evict a negative number of tokens ({num_tokens})")
-        heap = [(self._priority_of(n), n) for n in self._evictable_leaves]
+        heap = [(self._eviction_key(n), n) for n in self._evictable_leaves]
         heapq.heapify(heap)
         freed = 0
         while freed < num_tokens and heap:
@@ -175,7 +179,7 @@ class RadixCache:
             parent = self._delete_leaf(leaf)
             freed += len(leaf.key)
             if not parent.children and parent.lock_ref == 0:
-                heapq.heappush(heap, (self._priority_of(parent), parent))
+                heapq.heappush(heap, (self._eviction_key(parent), parent))
         return freed
 
     def nodes(self) -> Iterator[TreeNode]:
@@ -189,7 +193,7 @@ class RadixCache:
 
     def evictable_leaves(self) -> list[TreeNode]:
         """Unlocked leaves, next eviction victim first."""
-        return sorted(self._evictable_leaves, key=lambda n: (self._priority_of(n), n))
+        return sorted(self._evictable_leaves, key=lambda n: (self._eviction_key(n), n))
 
     # -------------------------------------------------------- tree mechanics
     def _walk(self, key: tuple[int, ...]) -> list[tuple[TreeNode, int]]:
@@ -375,7 +379,7 @@ class RadixCache:
 
     # ------------------------------------------------------------- text dump
     def __str__(self) -> str:
-        head = (f"RadixCache(page_size={self.page_size}, policy={self.policy}) "
+        head = (f"RadixCache(page_size={self.page_size}, eviction={self.eviction}) "
                 f"total={self.total_size} evictable={self.evictable_size} "
                 f"protected={self.protected_size} free_pages={self.allocator.available}")
         return "\n".join([head, "root"] + self._dump(self.root, ""))

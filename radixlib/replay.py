@@ -1,79 +1,54 @@
 """Replaying a prompt stream through a cache: hit rate, occupancy, and Belady's optimum.
 
-A replay serves each prompt the way a serving router does: match the prompt, lock the
-hit, allocate pages for the rest (evicting the shortfall), insert the prompt, free the
-duplicate pages and the unaligned tail, unlock. It records, per request, the tokens
-served from the cache, so one run gives the hit rate, the cached-vs-computed split and
-the pool's occupancy over time (chapters 00 and 03).
+A replay serves each prompt through ``Router.serve``, exactly as the engine admits and
+finishes a request: match all but the last token, lock the hit, allocate pages for the
+rest (evicting the shortfall), insert the prompt, free the duplicate pages and the
+unaligned tail, unlock. It records, per request, the tokens served from the cache, so
+one run gives the hit rate, the cached-vs-computed split and the pool's occupancy over
+time (chapters 00 and 03).
 
 ``belady`` replays the same stream through a clairvoyant cache of whole pages: when it
 must make room it drops the page whose next use lies furthest in the future (Belady's
 MIN). A page stands for its whole prefix, and a child page is never needed before its
 parent, so MIN keeps the cache prefix-closed and its hit rate is the ceiling that no
-online policy reaches.
+online policy reaches. Its hits obey the same len-1 cap as the router's.
 """
 from __future__ import annotations
 
 import heapq
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from .pages import PageAllocator, page_aligned, pages_needed
 from .radix_cache import RadixCache
+from .router import Router
 
 
 class Replay(NamedTuple):
     """What one replay saw, request by request."""
-    policy: str
+    eviction: str           # the eviction policy ("belady" for the clairvoyant optimum)
     num_pages: int
     page_size: int
-    cached: list[int]       # prompt tokens served from the cache
-    prompt: list[int]       # prompt tokens
+    prefix_lens: list[int]  # prompt tokens served from the cache
+    prompt_lens: list[int]  # prompt tokens
     occupancy: list[int]    # pages held by the cache after the request
 
     @property
     def hit_rate(self) -> float:
         """Cached prompt tokens over all prompt tokens."""
-        return sum(self.cached) / sum(self.prompt)
-
-
-class Served(NamedTuple):
-    """What ``serve`` did with one prompt."""
-    cached: int      # prompt tokens the cache supplied (the rest were computed)
-    stored: bool     # False: no room even after evicting, so the prompt was not cached
-
-
-def serve(cache: RadixCache, tokens: Sequence[int]) -> Served:
-    """Serve one prompt through ``cache`` (match, lock, allocate, insert, unlock).
-
-    Allocates pages for the uncached suffix only, evicting whatever the allocator is
-    short of; a prompt that does not fit even then is computed but not cached.
-    """
-    alloc, ps = cache.allocator, cache.page_size
-    hit = cache.match_prefix(tokens)
-    cache.lock(hit.node)
-    need = pages_needed(len(tokens), ps) - len(hit.pages)
-    if need > alloc.available:
-        cache.evict((need - alloc.available) * ps)
-    stored = need <= alloc.available
-    if stored:
-        pages = hit.pages + alloc.alloc(need)
-        present = cache.insert(tokens, pages)
-        aligned = page_aligned(len(tokens), ps) // ps
-        alloc.free(pages[len(hit.pages): present // ps] + pages[aligned:])
-    cache.unlock(hit.node)
-    return Served(hit.length, stored)
+        return sum(self.prefix_lens) / sum(self.prompt_lens)
 
 
 def replay(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int,
-           policy: str = "lru") -> Replay:
-    """Serve ``prompts`` in order through a fresh ``RadixCache`` of ``num_pages`` pages."""
-    cache = RadixCache(PageAllocator(num_pages, page_size), policy=policy)
-    cached, occupancy = [], []
+           eviction: str = "lru") -> Replay:
+    """Serve ``prompts`` in order (``Router.serve``) through a fresh cache of ``num_pages`` pages."""
+    router = Router(RadixCache(PageAllocator(num_pages, page_size), eviction))
+    prefix_lens, occupancy = [], []
     for tokens in prompts:
-        cached.append(serve(cache, tokens).cached)
-        occupancy.append(num_pages - cache.allocator.available)
-    cache.check_invariants(held=[])
-    return Replay(policy, num_pages, page_size, cached, [len(p) for p in prompts], occupancy)
+        prefix_lens.append(router.serve(tokens).prefix_len)
+        occupancy.append(num_pages - router.allocator.available)
+    router.check_invariants([])
+    return Replay(eviction, num_pages, page_size, prefix_lens, [len(p) for p in prompts], occupancy)
 
 
 def prefix_page_ids(prompts: Sequence[Sequence[int]], page_size: int) -> list[list[int]]:
@@ -107,15 +82,16 @@ def belady(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int) -> 
 
     After each request every page it used is cached; while more than ``num_pages`` are
     cached, the one used furthest in the future goes (deeper pages first on ties, so a
-    child never outlives its parent). Hits are the leading cached pages of each prompt.
+    child never outlives its parent). Hits are the leading cached pages of each prompt,
+    at most the whole pages of all but its last token (the router's cap).
     """
     rows = prefix_page_ids(prompts, page_size)
     cached_at: dict[int, int] = {}          # page -> its next use (valid heap entry)
     heap: list[tuple[int, int, int]] = []   # (-next use, -depth, page), stale entries skipped
-    cached, occupancy = [], []
-    for row, uses in zip(rows, next_uses(rows)):
+    prefix_lens, occupancy = [], []
+    for tokens, row, uses in zip(prompts, rows, next_uses(rows)):
         hit = next((d for d, page in enumerate(row) if page not in cached_at), len(row))
-        cached.append(hit * page_size)
+        prefix_lens.append(min(hit * page_size, page_aligned(len(tokens) - 1, page_size)))
         for depth, (page, use) in enumerate(zip(row, uses)):
             cached_at[page] = use
             heapq.heappush(heap, (-use, -depth, page))
@@ -124,7 +100,7 @@ def belady(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int) -> 
             if cached_at.get(page) == -use:
                 del cached_at[page]
         occupancy.append(len(cached_at))
-    return Replay("belady", num_pages, page_size, cached, [len(p) for p in prompts], occupancy)
+    return Replay("belady", num_pages, page_size, prefix_lens, [len(p) for p in prompts], occupancy)
 
 
 def distinct_pages(prompts: Sequence[Sequence[int]], page_size: int) -> int:
@@ -133,12 +109,12 @@ def distinct_pages(prompts: Sequence[Sequence[int]], page_size: int) -> int:
 
 
 def hit_rate_curves(prompts: Sequence[Sequence[int]], page_size: int, fractions: Sequence[float],
-                    policies: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
-    """Hit rate at each capacity (a fraction of ``distinct_pages``) per policy, plus ``"belady"``."""
+                    evictions: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+    """Hit rate at each capacity (a fraction of ``distinct_pages``) per eviction policy, plus ``"belady"``."""
     distinct = distinct_pages(prompts, page_size)
     longest = max(pages_needed(len(p), page_size) for p in prompts)
     sizes = [max(longest, int(distinct * f)) for f in fractions]
-    curves = {policy: [(f, replay(prompts, n, page_size, policy).hit_rate) for f, n in zip(fractions, sizes)]
-              for policy in policies}
+    curves = {name: [(f, replay(prompts, n, page_size, name).hit_rate) for f, n in zip(fractions, sizes)]
+              for name in evictions}
     curves["belady"] = [(f, belady(prompts, n, page_size).hit_rate) for f, n in zip(fractions, sizes)]
     return curves

@@ -1,14 +1,19 @@
 """Router: decides what of a request is cached, and hands pages back to the tree.
 
 It is the only place that talks to both the ``RadixCache`` and the ``PageAllocator``
-on a request's behalf (SGLang: ``match_prefix`` at admission, ``cache_unfinished_req``
-after prefill, ``cache_finished_req`` at the end)::
+on a request's behalf (SGLang: the admission match, ``cache_unfinished_req`` after
+prefill, ``cache_finished_req`` at the end, ``release_kv_cache`` on abort)::
 
     match(req)            prompt[:len-1] -> tree      lock the hit, req.pages = hit pages
-    reserve(req, n)       allocator -> req.pages      evict LRU leaves if the pool is short
+    reserve(req, n)       allocator -> req.pages      evict (policy order) if the pool is short
     cache_unfinished(req) req.pages -> tree           prompt so far, so others can hit it
     cache_finished(req)   req.pages -> tree           prompt + output[:-1], then unlock
     release(req)          req.pages -> allocator      abort / retraction: nothing inserted
+
+    serve(tokens)         all of the above for one prompt with no output (trace replays, the lab)
+
+The scheduler sees only a narrow view: ``peek`` (an uncapped, unlocked match to order
+its queue), ``free_tokens`` and ``capacity``.
 
 A request's own pages are ``req.pages[req.prefix_len // page_size:]``; the ones before
 belong to tree nodes and are only borrowed (the lock keeps them alive).
@@ -16,10 +21,11 @@ belong to tree nodes and are only borrowed (the lock keeps them alive).
 from __future__ import annotations
 
 import enum
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from .pages import OutOfPages, page_aligned, pages_needed
-from .radix_cache import RadixCache, TreeNode
+from .radix_cache import InvariantError, MatchResult, RadixCache, TreeNode
 from .request import Request
 
 
@@ -37,26 +43,55 @@ class Admission(NamedTuple):
     node: TreeNode         # the locked end of the prefix
 
 
-class Router:
-    """Prefix matching, page reservation and caching for requests, over one cache."""
+class Served(NamedTuple):
+    """What ``Router.serve`` did with one prompt."""
+    prefix_len: int        # prompt tokens the cache supplied (the rest were computed)
+    stored: bool           # False: no room even after evicting, so the prompt was not cached
 
-    def __init__(self, cache: RadixCache, enabled: bool = True):
+
+class Router:
+    """Prefix matching, page reservation and caching for requests, over one cache.
+
+    ``enable_cache=False``: every request is a miss and nothing is cached.
+    """
+
+    def __init__(self, cache: RadixCache, enable_cache: bool = True):
         self.cache = cache
         self.allocator = cache.allocator
         self.page_size = cache.page_size
-        self.enabled = enabled            # False: every request is a miss and nothing is cached
+        self.enable_cache = enable_cache
         self.evicted_tokens = 0           # freed by make_room so far
 
+    # ------------------------------------------------------- the scheduler's view
+    @property
+    def capacity(self) -> int:
+        """Token slots in the whole pool."""
+        return self.allocator.num_slots
+
+    @property
+    def free_tokens(self) -> int:
+        """Tokens that could be allocated now: free slots plus what eviction could free."""
+        return self.allocator.available * self.page_size + self.cache.evictable_size
+
+    def peek(self, tokens: Sequence[int]) -> MatchResult:
+        """The uncapped match of ``tokens`` the scheduler orders its queue by; locks nothing.
+
+        Like every lookup it refreshes access times and may split a node (SGLang's
+        ``match_prefix_for_req``). A disabled cache holds nothing, so it matches nothing.
+        """
+        return self.cache.match_prefix(tokens)
+
+    # ------------------------------------------------------------ a request's life
     def match(self, req: Request) -> Admission:
         """Give ``req`` its longest cached prefix, capped so one prompt token is left to compute."""
         if req.node is not None or req.pages:
             raise ValueError(f"request {req.rid} is already admitted")
         cap = len(req.prompt) - 1                      # the last token must run for logits
-        hit = self.cache.match_prefix(req.prompt[:cap]) if self.enabled and cap else None
+        hit = self.cache.match_prefix(req.prompt[:cap]) if self.enable_cache and cap else None
         node = hit.node if hit else self.cache.root
         self.cache.lock(node)
         req.node, req.pages = node, list(hit.pages) if hit else []
-        req.prefix_len = req.kv_len = req.cached_tokens = hit.length if hit else 0
+        req.prefix_len = req.kv_len = req.cached_tokens = hit.prefix_len if hit else 0
         status = (MatchStatus.MISS if req.prefix_len == 0 else
                   MatchStatus.FULL if req.prefix_len == page_aligned(cap, self.page_size) else
                   MatchStatus.PARTIAL)
@@ -82,7 +117,7 @@ class Router:
     def cache_unfinished(self, req: Request) -> None:
         """After a prefill (or a chunk): put the whole pages computed so far into the tree."""
         aligned = page_aligned(req.kv_len, self.page_size)
-        if not self.enabled or aligned <= req.prefix_len:
+        if not self.enable_cache or aligned <= req.prefix_len:
             return
         self._insert(req, aligned)
         hit = self.cache.match_prefix(req.tokens[:aligned])     # tree's pages replace duplicates
@@ -93,7 +128,7 @@ class Router:
 
     def cache_finished(self, req: Request) -> None:
         """At the end: cache prompt + output (less the last token, which has no K/V), unlock."""
-        aligned = page_aligned(req.kv_len, self.page_size) if self.enabled else 0
+        aligned = page_aligned(req.kv_len, self.page_size) if self.enable_cache else 0
         if aligned > req.prefix_len:
             self._insert(req, aligned)
         self.allocator.free(req.pages[max(aligned, req.prefix_len) // self.page_size:])
@@ -104,6 +139,24 @@ class Router:
         self.allocator.free(req.pages[req.prefix_len // self.page_size:])
         self._detach(req)
 
+    def serve(self, tokens: Sequence[int]) -> Served:
+        """One prompt's whole life with no output: match, reserve, insert, unlock.
+
+        What a trace replay needs: the prompt is computed (its suffix), then cached.
+        A prompt that does not fit even after evicting is computed but not cached.
+        """
+        req = Request(-1, list(tokens))
+        self.match(req)
+        try:
+            self.reserve(req, len(req.prompt))
+        except OutOfPages:
+            self.release(req)
+            return Served(req.cached_tokens, False)
+        req.kv_len = len(req.prompt)
+        self.cache_finished(req)
+        return Served(req.cached_tokens, True)
+
+    # ------------------------------------------------------------------ checks
     def held_pages(self, requests: Iterable[Request]) -> list[int]:
         """The pages live requests own outside the tree (for ``check_invariants``)."""
         return [p for r in requests for p in r.pages[r.prefix_len // self.page_size:]]
@@ -113,7 +166,8 @@ class Router:
         requests = list(requests)
         self.cache.check_invariants(held=self.held_pages(requests))
         for r in requests:
-            assert len(r.pages) >= pages_needed(r.kv_len, self.page_size), f"request {r.rid} lacks pages"
+            if len(r.pages) < pages_needed(r.kv_len, self.page_size):
+                raise InvariantError(f"request {r.rid} holds {len(r.pages)} pages for {r.kv_len} tokens")
 
     def _insert(self, req: Request, aligned: int) -> None:
         """Insert ``req.tokens[:aligned]``; free this request's pages the tree already had."""

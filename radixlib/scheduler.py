@@ -4,7 +4,7 @@ Two queues, as in SGLang's scheduler. Every step is either a prefill (admit wait
 requests, compute their uncached suffixes) or a decode (one token for every running
 request); prefill goes first, so new requests join between decode steps::
 
-    waiting ──order (policy)──► admit while the budget lasts ──► running ──► finished
+    waiting ──order (schedule)─► admit while the budget lasts ──► running ──► finished
        ▲                            (match, lock, reserve pages)       │
        └──────────── retract when decode runs out of pages ◄───────────┘
 
@@ -26,7 +26,7 @@ from .radix_cache import TreeNode, common_prefix_len
 from .request import Request, Status
 from .router import Router
 
-SCHEDULE_POLICIES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
+SCHEDULES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LPM_FALLBACK_QUEUE_LEN = 128
 
 
@@ -50,14 +50,20 @@ class Budget:
 
 
 class Scheduler:
-    def __init__(self, router: Router, policy: str = "fcfs", max_prefill_tokens: int = 4096,
+    """Orders the waiting queue by ``schedule`` and builds each step's batch.
+
+    It sees the pool only through the router's narrow view (``peek``, ``free_tokens``,
+    ``capacity``) and changes it only through the router's request calls.
+    """
+
+    def __init__(self, router: Router, schedule: str = "fcfs", max_prefill_tokens: int = 4096,
                  chunk_size: int | None = None, max_running: int = 64,
                  new_token_ratio: float = 1.0, in_batch_threshold: int = 32, seed: int = 0):
-        if policy not in SCHEDULE_POLICIES:
-            raise ValueError(f"unknown schedule policy {policy!r}; choose one of {SCHEDULE_POLICIES}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
         if min(max_prefill_tokens, chunk_size or max_prefill_tokens) < router.page_size:
             raise ValueError("max_prefill_tokens and chunk_size must hold at least one page")
-        self.router, self.policy = router, policy
+        self.router, self.schedule = router, schedule
         self.page_size = router.page_size
         self.max_prefill_tokens, self.chunk_size = max_prefill_tokens, chunk_size
         self.max_running, self.new_token_ratio = max_running, new_token_ratio
@@ -69,12 +75,16 @@ class Scheduler:
 
     # ------------------------------------------------------------------ queue
     def add(self, req: Request) -> None:
-        """Queue ``req``; a request that could never fit the pool is refused here."""
-        need = pages_needed(len(req.prompt) + req.params.max_new_tokens, self.page_size) + 1
-        if need > self.router.allocator.num_pages:
-            raise ValueError(f"request {req.rid} needs {need} pages for {len(req.prompt)} prompt + "
-                             f"{req.params.max_new_tokens} new tokens; the pool has "
-                             f"{self.router.allocator.num_pages}")
+        """Queue ``req``; a request that could never fit the pool is refused here.
+
+        It needs pages for its prompt and all its new tokens, plus the one page of
+        alignment overhead that admission reserves for every request (``_admit``).
+        """
+        need = self._paged(len(req.prompt) + req.params.max_new_tokens) + self.page_size
+        if need > self.router.capacity:
+            raise ValueError(f"request {req.rid} needs {need} token slots for {len(req.prompt)} prompt + "
+                             f"{req.params.max_new_tokens} new tokens (+ a page of overhead); "
+                             f"the pool has {self.router.capacity}")
         req.status = Status.WAITING
         self.waiting.append(req)
 
@@ -96,8 +106,8 @@ class Scheduler:
         return Batch("decode", items) if items else None
 
     def schedule_prefill(self) -> list[Extend]:
-        """Admit waiting requests in policy order while the token budget lasts."""
-        budget = Budget(self._free_tokens() - self._running_reserve(), self.max_prefill_tokens)
+        """Admit waiting requests in schedule order while the token budget lasts."""
+        budget = Budget(self.router.free_tokens - self._running_reserve(), self.max_prefill_tokens)
         items: list[Extend] = []
         for req in self._ordered_waiting():
             if len(self.running) + len(items) >= self.max_running:
@@ -189,9 +199,6 @@ class Scheduler:
             self.router.release(req)             # unlock the match; a chunked request keeps its place
         return None
 
-    def _free_tokens(self) -> int:
-        return self.router.allocator.available * self.page_size + self.router.cache.evictable_size
-
     def _running_reserve(self) -> float:
         return sum(r.remaining_new_tokens * self.new_token_ratio for r in self.running)
 
@@ -200,26 +207,26 @@ class Scheduler:
 
     # ------------------------------------------------------------------ order
     def _ordered_waiting(self) -> list[Request]:
-        """The waiting queue in policy order, less requests held back for in-batch caching."""
+        """The waiting queue in schedule order, less requests held back for in-batch caching."""
         queue = list(self.waiting)
         chunked = [r for r in queue if r.node is not None]      # an unfinished chunked prefill goes first
         queue = [r for r in queue if r.node is None]
-        if self.policy == "lof":
+        if self.schedule == "lof":
             queue.sort(key=lambda r: -r.params.max_new_tokens)
-        elif self.policy == "random":
+        elif self.schedule == "random":
             self.rng.shuffle(queue)
-        elif self.policy in ("lpm", "dfs-weight") and len(queue) <= LPM_FALLBACK_QUEUE_LEN:
+        elif self.schedule in ("lpm", "dfs-weight") and len(queue) <= LPM_FALLBACK_QUEUE_LEN:
             queue = self._cache_aware_order(queue)
         return chunked + queue
 
     def _cache_aware_order(self, queue: list[Request]) -> list[Request]:
-        # a disabled router never inserts, so its empty tree matches nothing: no special case
-        matches = {r.rid: self.router.cache.match_prefix(r.prompt) for r in queue}
-        held = self._held_for_in_batch(queue, {rid: m.length for rid, m in matches.items()})
+        # a disabled cache never inserts, so its empty tree matches nothing: no special case
+        matches = {r.rid: self.router.peek(r.prompt) for r in queue}
+        held = self._held_for_in_batch(queue, {rid: m.prefix_len for rid, m in matches.items()})
         queue = [r for r in queue if r.rid not in held]
-        if self.policy == "lpm":
-            return sorted(queue, key=lambda r: -matches[r.rid].length)
-        return dfs_weight_order(self.router.cache.root, queue, {rid: m.node for rid, m in matches.items()})
+        if self.schedule == "lpm":
+            return sorted(queue, key=lambda r: -matches[r.rid].prefix_len)
+        return dfs_weight_order(queue, {rid: m.node for rid, m in matches.items()})
 
     def _held_for_in_batch(self, queue: list[Request], cached: dict[int, int]) -> set[int]:
         """Requests with a short cache hit that share a long prefix with an earlier waiting one."""
@@ -239,29 +246,34 @@ class Scheduler:
         return min(candidates, key=lambda r: (len(r.output), -len(r.prompt)))
 
 
-def dfs_weight_order(root: TreeNode, queue: list[Request], nodes: dict[int, TreeNode]) -> list[Request]:
+def dfs_weight_order(queue: list[Request], nodes: dict[int, TreeNode]) -> list[Request]:
     """Depth-first over the tree, heavier subtrees (more waiting requests) first.
 
-    A request sits at the node its prompt's match ended at; a node's own requests come
-    after its children's (post-order), as in SGLang.
+    A request sits at the node its prompt's match ended at (``nodes[rid]``); a node's own
+    requests come after its children's (post-order), and equal weights keep the tree's
+    child order, as in SGLang. Only the paths from those nodes up to the root carry
+    weight, so only they are walked: the rest of the tree adds nothing to the order.
     """
     at_node: dict[TreeNode, list[Request]] = defaultdict(list)
     for r in queue:
         at_node[nodes[r.rid]].append(r)
-    weight: dict[TreeNode, int] = {}
+    weight: dict[TreeNode, int] = defaultdict(int)
+    root = None
+    for node, requests in at_node.items():
+        while node is not None:                   # up to the root, whose parent is None
+            weight[node] += len(requests)
+            root, node = node, node.parent
+    out: list[Request] = []
 
-    def weigh(node: TreeNode) -> int:
-        weight[node] = len(at_node[node]) + sum(weigh(c) for c in node.children.values())
-        return weight[node]
+    def visit(node: TreeNode) -> None:
+        weighted = [c for c in node.children.values() if c in weight]
+        for child in sorted(weighted, key=lambda c: -weight[c]):
+            visit(child)
+        out.extend(at_node.get(node, ()))
 
-    def visit(node: TreeNode, out: list[Request]) -> list[Request]:
-        for child in sorted(node.children.values(), key=lambda c: -weight[c]):
-            visit(child, out)
-        out.extend(at_node[node])
-        return out
-
-    weigh(root)
-    return visit(root, [])
+    if root is not None:
+        visit(root)
+    return out
 
 
 def dfs_optimal_hit_rate(prompts: list[list[int]]) -> float:

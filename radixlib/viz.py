@@ -1,9 +1,7 @@
-"""Seeing the cache: the radix tree and the page pool as graphviz drawings, and plots.
+"""Seeing the cache: the radix tree, the page pool and the architecture as graphviz drawings.
 
-``draw_tree`` and ``draw_pages`` return ``graphviz.Digraph`` objects (they render as SVG
-in a notebook); the plot helpers return matplotlib ``Figure`` objects with a title, axis
-labels with units and a legend. ``show_source`` displays the library's own code, so the
-chapters show what actually runs. Nothing here changes a cache.
+Every function returns a ``graphviz.Digraph`` (it renders as SVG in a notebook). Nothing
+here changes a cache. Plots are in ``plots.py``; the library's source in ``source.py``.
 
 Colours (one palette for tree and pool)::
 
@@ -14,19 +12,13 @@ Colours (one palette for tree and pool)::
 """
 from __future__ import annotations
 
-import inspect
 from html import escape
-from typing import Iterable, NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Protocol
 
 import graphviz
-import pygments
-from matplotlib.figure import Figure
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import PythonLexer
 
-from .pages import PageAllocator
+from .lab import CacheLab
 from .radix_cache import MatchResult, RadixCache, TreeNode
-from .replay import Replay
 
 LOCKED, EVICTABLE, VICTIM, CACHED = "#9ecae1", "#fdd49e", "#fc8d59", "#ffffff"
 MATCHED, REQUEST, FREE = "#31a354", "#bcbddc", "#f0f0f0"
@@ -101,6 +93,11 @@ def draw_tree(cache: RadixCache, tokenizer: Tokenizer | None = None,
     return graph
 
 
+def draw_lab(lab: CacheLab) -> graphviz.Digraph:
+    """The lab's current tree, its last match highlighted, words decoded."""
+    return draw_tree(lab.cache, lab.tokenizer, highlight=lab.matched)
+
+
 def _match_attrs(on_path: bool) -> dict[str, str]:
     return {"color": MATCHED, "penwidth": "2.5"} if on_path else {}
 
@@ -121,8 +118,9 @@ class PageOwner(NamedTuple):
     node: TreeNode | None = None
 
 
-def page_owners(allocator: PageAllocator, cache: RadixCache) -> list[PageOwner]:
+def page_owners(cache: RadixCache) -> list[PageOwner]:
     """Owner of every page id: free, a tree node, or a request (allocated, not in the tree)."""
+    allocator = cache.allocator
     owners = [PageOwner("free") if allocator.is_free(p) else PageOwner("request")
               for p in range(allocator.num_pages)]
     for node in cache.nodes():
@@ -131,10 +129,10 @@ def page_owners(allocator: PageAllocator, cache: RadixCache) -> list[PageOwner]:
     return owners
 
 
-def draw_pages(allocator: PageAllocator, cache: RadixCache, columns: int = 16) -> graphviz.Digraph:
-    """The pool as a grid of pages coloured by owner; a tree page shows its node ``#id``."""
-    victim = next_victim(cache)
-    cells = [_page_cell(p, owner, victim) for p, owner in enumerate(page_owners(allocator, cache))]
+def draw_pages(cache: RadixCache, columns: int = 16) -> graphviz.Digraph:
+    """The cache's pool as a grid of pages coloured by owner; a tree page shows its node ``#id``."""
+    allocator, victim = cache.allocator, next_victim(cache)
+    cells = [_page_cell(p, owner, victim) for p, owner in enumerate(page_owners(cache))]
     rows = "".join("<TR>" + "".join(cells[i: i + columns]) + "</TR>" for i in range(0, len(cells), columns))
     key = "".join(f'<TD BORDER="1" BGCOLOR="{c}">{n}</TD>' for n, c in
                   [("free", FREE), ("request", REQUEST), ("tree: locked", LOCKED), ("tree: evictable", EVICTABLE),
@@ -155,135 +153,6 @@ def _page_cell(page: int, owner: PageOwner, victim: TreeNode | None) -> str:
     else:
         colour, text = (FREE, "&#160;") if owner.kind == "free" else (REQUEST, "req")
     return f'<TD BORDER="1" BGCOLOR="{colour}" WIDTH="34">{page}<BR/><FONT POINT-SIZE="8">{text}</FONT></TD>'
-
-
-# ------------------------------------------------------------------ plots
-def plot_hit_rate(curves: dict[str, Sequence[tuple[float, float]]], title: str) -> Figure:
-    """Hit rate (%) against capacity (% of the distinct pages) for several policies.
-
-    ``curves`` maps a policy name to ``(capacity fraction, hit rate)`` points; ``"belady"``
-    is drawn as a dashed black ceiling. Markers differ so that coinciding lines stay visible.
-    """
-    fig = Figure(figsize=(6.4, 4.0))
-    ax = fig.subplots()
-    for (name, points), marker in zip(curves.items(), "os^vDPX*"):
-        xs, ys = zip(*points)
-        style = {"color": "black", "linestyle": "--"} if name == "belady" else {"alpha": 0.8}
-        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker=marker, label=name, **style)
-    ax.set(title=title, xlabel="cache capacity (% of distinct pages)", ylabel="hit rate (% of prompt tokens)",
-           ylim=(0, 100))
-    ax.grid(alpha=0.3)
-    ax.legend(title="eviction policy", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_occupancy(replays: Iterable[Replay], title: str) -> Figure:
-    """Pages held by the cache after each request, one line per replay."""
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
-    for r in replays:
-        ax.plot(range(1, len(r.occupancy) + 1), r.occupancy, label=f"{r.policy}, {r.num_pages} pages")
-    ax.set(title=title, xlabel="request (arrival order)", ylabel="pool occupancy (pages)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_cached_vs_computed(replay: Replay, title: str, start: int = 0, count: int = 60,
-                            scale: int = 1) -> Figure:
-    """Stacked bars of cached and computed prompt tokens for requests ``start+1 .. start+count``.
-
-    ``scale``: real tokens per replayed token (32 for Mooncake blocks replayed as 16 tokens).
-    """
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
-    cached = [scale * c for c in replay.cached[start: start + count]]
-    computed = [scale * p - c for p, c in zip(replay.prompt[start: start + count], cached)]
-    xs = range(start + 1, start + len(cached) + 1)
-    ax.bar(xs, cached, color=MATCHED, label="cached (read from the pool)")
-    ax.bar(xs, computed, bottom=cached, color=VICTIM, label="computed (prefill)")
-    ax.set(title=title, xlabel="request (arrival order)", ylabel="prompt tokens")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_prefill_vs_cached(cached: Sequence[int], measured_ms: Sequence[float],
-                           ideal_ms: Sequence[float], title: str) -> Figure:
-    """Prefill time against the number of prompt tokens already in the pool, beside the ideal."""
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
-    ax.plot(cached, measured_ms, "o-", label="measured (median)")
-    ax.plot(cached, ideal_ms, "k--", label="ideal: full time x FLOPs ratio")
-    ax.set(title=title, xlabel="cached prompt tokens", ylabel="prefill time (ms)", ylim=(0, None))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_throughput(rates: dict[str, dict[str, float]], title: str) -> Figure:
-    """New tokens per second per method (bars), one group per workload."""
-    fig = Figure(figsize=(6.4, 3.6))
-    ax = fig.subplots()
-    methods = list(next(iter(rates.values())))
-    width = 0.8 / len(rates)
-    for i, (workload, by_method) in enumerate(rates.items()):
-        ax.barh([m + (i - (len(rates) - 1) / 2) * width for m in range(len(methods))],
-                [by_method[m] for m in methods], height=width, label=workload)
-    ax.set(title=title, xlabel="new tokens per second", ylabel="method")
-    ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    ax.invert_yaxis()
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(title="workload", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-# ------------------------------------------------------------------ source
-class Source(NamedTuple):
-    """A piece of the library's source: plain text for ``print``/diffs, highlighted HTML in Jupyter."""
-    name: str
-    code: str
-
-    def __repr__(self) -> str:
-        return f"# {self.name}\n{self.code}"
-
-    def _repr_html_(self) -> str:
-        return pygments.highlight(self.code, PythonLexer(), HtmlFormatter(noclasses=True))
-
-
-def show_source(obj) -> Source:
-    """The library's own source of ``obj`` (a function, method, class or module)."""
-    name = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
-    module = inspect.getmodule(obj).__name__
-    return Source(f"{module}.{name}" if module != name else name, inspect.getsource(obj))
-
-
-class WordTokenizer:
-    """A word-level tokenizer for drawings: each new word gets the next id (0, 1, 2, ...).
-
-    ``encode`` grows the vocabulary; ids never change, so a drawing stays readable
-    however many prompts follow.
-    """
-
-    def __init__(self, words: Iterable[str] = ()):
-        self.ids: dict[str, int] = {}
-        self.words: list[str] = []
-        self.encode(" ".join(words))
-
-    def encode(self, text: str) -> list[int]:
-        """Split on whitespace and map each word to its id."""
-        for word in text.split():
-            if word not in self.ids:
-                self.ids[word] = len(self.words)
-                self.words.append(word)
-        return [self.ids[w] for w in text.split()]
-
-    def decode(self, ids: list[int]) -> str:
-        return " ".join(self.words[i] for i in ids)
 
 
 # --- the architecture ---------------------------------------------------------------------

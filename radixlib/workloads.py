@@ -1,6 +1,7 @@
 """Workloads: prompt streams with realistic sharing.
 
-The Mooncake FAST'25 synthetic trace (``data/``, Apache-2.0) records each request as a
+The Mooncake FAST'25 synthetic trace (``radixlib/data/``, Apache-2.0, see its NOTICE;
+shipped as package data) records each request as a
 list of hash ids, one per 512-token block; equal ids mean equal content, and an id
 stands for its whole prefix. We turn block ``h`` into ``tokens_per_block`` token ids
 that belong to ``h`` alone, so two prompts share tokens exactly where they share blocks::
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import json
 import random
+from importlib.resources import files
 from pathlib import Path
 from typing import NamedTuple
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MOONCAKE_TRACE = DATA_DIR / "mooncake_synthetic_trace.jsonl"
+MOONCAKE_TRACE = files(__package__) / "data" / "mooncake_synthetic_trace.jsonl"
 
 
 class TraceRequest(NamedTuple):
@@ -25,10 +26,10 @@ class TraceRequest(NamedTuple):
     hash_ids: list[int]
 
 
-def load_mooncake(path: str | Path = MOONCAKE_TRACE, limit: int | None = None) -> list[TraceRequest]:
-    """The trace's requests in arrival order (the first ``limit`` of them)."""
+def load_mooncake(path: str | Path | None = None, limit: int | None = None) -> list[TraceRequest]:
+    """The trace's requests in arrival order (the first ``limit`` of them); the shipped trace by default."""
     requests = []
-    with open(path) as f:
+    with open(path) if path is not None else MOONCAKE_TRACE.open() as f:
         for line in f:
             if limit is not None and len(requests) >= limit:
                 break
@@ -52,12 +53,15 @@ def mooncake_prompts(tokens_per_block: int = 16, limit: int | None = None) -> li
 # Every generator draws token ids from ``random.Random(seed)`` in ``[first_id, vocab_size)``
 # (``first_id`` skips a tokenizer's special tokens), so the same call gives the same prompts.
 
+VOCAB_SIZE = 32_000     # a Llama-sized vocabulary
+FIRST_ID = 4            # ids below are special tokens (<unk>, <s>, </s>, <pad> in models.py)
+
 def _tokens(rng: random.Random, n: int, vocab_size: int, first_id: int) -> list[int]:
     return [rng.randrange(first_id, vocab_size) for _ in range(n)]
 
 
-def shared_prefix(num_requests: int, prefix_len: int, suffix_len: int, vocab_size: int = 32000,
-                  seed: int = 0, first_id: int = 4) -> list[list[int]]:
+def shared_prefix(num_requests: int, prefix_len: int, suffix_len: int, vocab_size: int = VOCAB_SIZE,
+                  seed: int = 0, first_id: int = FIRST_ID) -> list[list[int]]:
     """One shared prefix (a system prompt), then a distinct suffix per request."""
     rng = random.Random(seed)
     prefix = _tokens(rng, prefix_len, vocab_size, first_id)
@@ -65,7 +69,7 @@ def shared_prefix(num_requests: int, prefix_len: int, suffix_len: int, vocab_siz
 
 
 def few_shot(num_requests: int = 32, num_examples: int = 8, example_len: int = 96, question_len: int = 32,
-             vocab_size: int = 32000, seed: int = 0, first_id: int = 4) -> list[list[int]]:
+             vocab_size: int = VOCAB_SIZE, seed: int = 0, first_id: int = FIRST_ID) -> list[list[int]]:
     """The same ``num_examples`` worked examples before each request's own question.
 
     [ example 1 | example 2 | ... | example k | question_i ]   (examples shared by all)
@@ -74,7 +78,7 @@ def few_shot(num_requests: int = 32, num_examples: int = 8, example_len: int = 9
 
 
 def tree_of_thought(depth: int = 3, branching: int = 3, root_len: int = 64, step_len: int = 16,
-                    vocab_size: int = 32000, seed: int = 0, first_id: int = 4,
+                    vocab_size: int = VOCAB_SIZE, seed: int = 0, first_id: int = FIRST_ID,
                     leaves_only: bool = False) -> list[list[int]]:
     """One prompt per thought: the problem, then the chain of steps that led to it.
 
@@ -96,7 +100,7 @@ class Conversation(NamedTuple):
 
 
 def multi_turn_chat(num_conversations: int = 4, turns: int = 3, system_len: int = 64, user_len: int = 24,
-                    vocab_size: int = 32000, seed: int = 0, first_id: int = 4) -> list[Conversation]:
+                    vocab_size: int = VOCAB_SIZE, seed: int = 0, first_id: int = FIRST_ID) -> list[Conversation]:
     """Conversations that share a system prompt; each turn's prompt is the whole history so far."""
     rng = random.Random(seed)
     system = _tokens(rng, system_len, vocab_size, first_id)

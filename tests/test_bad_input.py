@@ -1,7 +1,7 @@
 """Bad input gets a clear error and the state after it is the state before it."""
 import numpy as np
 import pytest
-from helpers import cache_tokens, make_cache, snapshot
+from helpers import insert_tokens, make_cache, snapshot
 
 from radixlib import OutOfPages
 
@@ -9,8 +9,8 @@ from radixlib import OutOfPages
 @pytest.fixture
 def cache():
     cache = make_cache(num_pages=8, page_size=2)
-    cache_tokens(cache, [1, 2, 3, 4, 5, 6])
-    cache_tokens(cache, [1, 2, 7, 8])
+    insert_tokens(cache, [1, 2, 3, 4, 5, 6])
+    insert_tokens(cache, [1, 2, 7, 8])
     return cache
 
 
@@ -37,7 +37,7 @@ def test_bad_tokens_in_match_and_insert(cache, tokens, error, match):
 
 
 def test_numpy_integer_tokens_are_accepted(cache):
-    assert cache.match_prefix(np.array([1, 2, 7, 8])).length == 4
+    assert cache.match_prefix(np.array([1, 2, 7, 8])).prefix_len == 4
 
 
 @pytest.mark.parametrize("num_pages, match", [(1, "need 2 pages, got 1"), (4, "need 2 pages, got 4")])
@@ -86,7 +86,7 @@ def test_lock_or_unlock_of_an_evicted_node(cache):
     cache.evict(10 ** 6)
     _unchanged(cache, lambda: cache.lock(node), ValueError, "not in this tree")
     other = make_cache(page_size=2)
-    cache_tokens(other, [1, 2])
+    insert_tokens(other, [1, 2])
     _unchanged(cache, lambda: cache.lock(other.match_prefix([1, 2]).node), ValueError, "not in this tree")
 
 

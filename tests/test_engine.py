@@ -31,8 +31,8 @@ def engine(**options) -> Engine:
 
 
 @pytest.mark.parametrize("options", [
-    dict(num_pages=64, page_size=4, cache=True),
-    dict(num_pages=64, page_size=4, cache=False),
+    dict(num_pages=64, page_size=4, enable_cache=True),
+    dict(num_pages=64, page_size=4, enable_cache=False),
     dict(num_pages=256, page_size=1, schedule="lpm"),
     dict(num_pages=64, page_size=4, chunk_size=8),
     dict(num_pages=14, page_size=4, new_token_ratio=0.05),          # tiny pool: retractions
@@ -45,7 +45,7 @@ def test_greedy_output_equals_model_generate(reference, options):
     if options.get("new_token_ratio"):
         assert eng.stats.retractions == eng.scheduler.retractions > 0
         assert eng.stats.evicted_tokens > 0             # a 14-page pool must evict to serve them all
-    if options.get("cache", True):
+    if options.get("enable_cache", True):
         again = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
         assert [r.tokens for r in again] == reference
         assert all(r.cached_tokens > 0 for r in again[:3])
@@ -82,6 +82,7 @@ class FlakyExecutor:
     """Wraps an executor; its ``fail_at``-th forward raises mid-batch."""
     def __init__(self, inner, fail_at: int):
         self.inner, self.fail_at, self.calls = inner, fail_at, 0
+        self.clock = inner.clock
 
     def _run(self, fn, batch):
         self.calls += 1

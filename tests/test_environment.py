@@ -1,11 +1,20 @@
-"""environment.yml (conda) and pyproject.toml (pip) must name the same packages and pins."""
+"""Packaging: environment.yml and pyproject.toml agree, the core needs only the standard
+library, and a built wheel replays the shipped Mooncake trace on its own."""
 import re
+import subprocess
+import sys
 import tomllib
+import venv
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+CORE = ["pages", "radix_cache", "eviction", "router", "request", "scheduler", "forward",
+        "cost_model", "engine", "replay", "workloads", "lab"]
+HEAVY = ["torch", "transformers", "tokenizers", "numpy", "jupyterlab", "IPython", "ipywidgets",
+         "matplotlib", "graphviz", "pygments"]
 
 
 def _split(requirement: str) -> tuple[str, str]:
@@ -13,9 +22,8 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower().replace("_", "-"), spec.replace(" ", "")
 
 
-def pip_requirements() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+def pip_requirements(extras=("model", "lab", "test")) -> dict[str, str]:
+    reqs = PROJECT["dependencies"] + [r for e in extras for r in PROJECT["optional-dependencies"][e]]
     return dict(map(_split, reqs))
 
 
@@ -36,3 +44,40 @@ def test_torch_is_pinned_and_graphviz_binary_comes_with_conda():
     assert pip_requirements()["torch"] == "==2.13.0"
     assert pip_requirements()["transformers"].startswith(">=5")
     assert "graphviz" in conda_names
+
+
+def test_one_python_floor_everywhere():
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    assert PROJECT["requires-python"] == ">=3.11" and "python=3.11" in conda
+    assert sys.version_info >= (3, 11)
+
+
+def test_the_makefile_installs_the_faithful_extras_pin():
+    (sglang,) = PROJECT["optional-dependencies"]["faithful"]
+    assert f"SGLANG := {sglang}" in (ROOT / "Makefile").read_text()
+
+
+def test_the_core_and_a_model_free_engine_import_no_heavy_package():
+    code = (f"import sys\nfor m in {CORE!r}: __import__('radixlib.' + m)\n"
+            "from radixlib.engine import Engine\nfrom radixlib.cost_model import CostModel\n"
+            "Engine(executor=CostModel(), num_pages=16, page_size=4).generate([[1, 2, 3]])\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_built_wheel_replays_the_shipped_trace(tmp_path):
+    """A non-editable install (no dependencies at all) finds the trace as package data."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", tmp_path / "dist", ROOT], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("radixlib-*.whl")
+    venv.create(tmp_path / "env", with_pip=False)
+    python = tmp_path / "env" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel],
+                   check=True, capture_output=True)
+    code = ("from radixlib.replay import replay\nfrom radixlib.workloads import mooncake_prompts\n"
+            "import radixlib\nrun = replay(mooncake_prompts(limit=10), num_pages=4096, page_size=16)\n"
+            "print(radixlib.__file__, len(run.prompt_lens), run.hit_rate)")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    location, count, _ = out.stdout.split()
+    assert str(tmp_path / "env") in location and count == "10"

@@ -7,10 +7,11 @@ import copy
 
 import pytest
 import torch
-from transformers import (GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config)
+from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config
 
 from radixlib import executor as ex
-from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
+from radixlib.executor import AttentionExecutor, pool_for
+from radixlib.forward import ForwardRequest
 from radixlib.models import seeded_model
 from radixlib.pages import PageAllocator, pages_needed
 
@@ -67,7 +68,7 @@ def mixed_batch_logits(rig: Rig) -> list[tuple[torch.Tensor, torch.Tensor]]:
     computed = rig.executor.score([first]) + rig.executor.score(batch)
     prompts = [base, base, partial, miss]
     requests = [first, *batch]
-    return [(logits, rig.reference_logits(prompt)[request.prefix_len:])
+    return [(logits, rig.reference_logits(prompt)[request.start:])
             for logits, prompt, request in zip(computed, prompts, requests)]
 
 
@@ -88,12 +89,12 @@ def test_prefix_reuse_argmax_agrees_bfloat16(arch):
         assert torch.equal(ours.argmax(-1), ref.argmax(-1))
 
 
-def wrong_positions(prefix_len: int, num_new: int) -> torch.Tensor:
+def wrong_positions(start: int, num_new: int) -> torch.Tensor:
     return torch.arange(num_new)                          # forgets the cached prefix
 
 
-def top_left_mask(prefix_len: int, num_new: int) -> torch.Tensor:
-    return torch.ones(num_new, prefix_len + num_new, dtype=torch.bool).tril()   # SDPA's is_causal
+def top_left_mask(start: int, num_new: int) -> torch.Tensor:
+    return torch.ones(num_new, start + num_new, dtype=torch.bool).tril()   # SDPA's is_causal
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -103,14 +104,15 @@ def test_control_the_equality_test_catches_offset_bugs(arch, name, broken, monke
     assert max_error(mixed_batch_logits(Rig(arch, page_size=16))) > 1e-3
 
 
-def test_prefill_returns_the_last_token_logits_of_score():
+def test_logits_are_the_last_token_rows_of_score_and_prefill_picks_their_argmax():
     rig = Rig("llama")
     prompts = [random_tokens(9, seed=4), random_tokens(5, seed=5)]
     batch = [ForwardRequest(p, 0, rig.fresh_slots(len(p))) for p in prompts]
-    last = rig.executor.prefill(batch)
+    last = rig.executor.logits(batch)
     assert last.shape == (2, VOCAB)
     for row, prompt in zip(last, prompts):
         torch.testing.assert_close(row, rig.reference_logits(prompt)[-1], atol=1e-5, rtol=0)
+    assert rig.executor.prefill(batch) == last.argmax(-1).tolist()      # greedy by default
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
@@ -124,11 +126,11 @@ def test_pool_only_greedy_decode_equals_generate(arch):
     first = rig.executor.prefill([ForwardRequest(prompts[0], 0, tables[0][:len(prompts[0])])])
     rest = rig.executor.prefill([ForwardRequest(p[16:], 16, t[:len(p)])
                                  for p, t in zip(prompts[1:], tables[1:])])
-    outputs = [[token] for token in torch.cat([first, rest]).argmax(-1).tolist()]
+    outputs = [[token] for token in first + rest]
     for _ in range(steps - 1):
         batch = [ForwardRequest(out[-1:], len(p) + len(out) - 1, t[:len(p) + len(out)])
                  for p, out, t in zip(prompts, outputs, tables)]
-        for out, token in zip(outputs, rig.executor.decode(batch).argmax(-1).tolist()):
+        for out, token in zip(outputs, rig.executor.decode(batch)):
             out.append(token)
     for prompt, out in zip(prompts, outputs):
         expected = rig.reference.generate(torch.tensor([prompt]), max_new_tokens=steps, do_sample=False,
@@ -180,7 +182,7 @@ def test_context_longer_than_the_model_maximum(rig):
 
 
 def test_slot_count_must_match_the_context(rig):
-    assert_refused(rig, [ForwardRequest([1, 2, 3], 1, rig.fresh_slots(3))], match="3 slots for prefix 1")
+    assert_refused(rig, [ForwardRequest([1, 2, 3], 1, rig.fresh_slots(3))], match="3 slots for 1 tokens in the pool")
 
 
 def test_two_requests_writing_one_slot(rig):

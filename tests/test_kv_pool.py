@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from radixlib import KVPool
+from radixlib.kv_pool import KVPool
 
 
 def test_write_then_gather_roundtrip_per_layer():

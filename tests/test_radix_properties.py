@@ -5,11 +5,11 @@ and answers matches by brute force. Eviction is policy-dependent, so after an ev
 reference checks what left instead of predicting it: only unlocked prefixes, exactly the
 freed number of tokens, at least what was asked (or everything evictable).
 """
+from helpers import insert_tokens, make_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from helpers import cache_tokens, make_cache
 
-from radixlib import OutOfPages
+from radixlib import POLICIES, OutOfPages
 
 
 class NaiveCache:
@@ -60,19 +60,19 @@ def apply(cache, ref, held_nodes, op) -> None:
     kind, arg = op
     if kind == "insert":
         try:
-            present = cache_tokens(cache, arg)
+            present = insert_tokens(cache, arg)
         except OutOfPages:
             return
         assert present == ref.longest(arg)
         ref.insert(arg)
     elif kind in ("match", "lock"):
         m = cache.match_prefix(arg)
-        assert m.length == ref.longest(arg)
-        assert len(m.pages) == m.length // ref.ps
+        assert m.prefix_len == ref.longest(arg)
+        assert len(m.pages) == m.prefix_len // ref.ps
         if kind == "lock":
             cache.lock(m.node)
             held_nodes.append(m.node)
-            ref.locked.append(tuple(arg[:m.length]))
+            ref.locked.append(tuple(arg[:m.prefix_len]))
     elif kind == "unlock" and held_nodes:
         i = arg % len(held_nodes)
         cache.unlock(held_nodes.pop(i))
@@ -88,10 +88,10 @@ def apply(cache, ref, held_nodes, op) -> None:
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(page_size=st.sampled_from([1, 4]), policy=st.sampled_from(["lru", "lfu", "fifo", "mru", "filo", "priority", "slru"]),
+@given(page_size=st.sampled_from([1, 4]), policy=st.sampled_from(sorted(POLICIES)),
        num_pages=st.integers(2, 24), ops=st.lists(op_st, max_size=40))
 def test_random_operations_match_the_naive_reference(page_size, policy, num_pages, ops):
-    cache = make_cache(num_pages=num_pages, page_size=page_size, policy=policy)
+    cache = make_cache(num_pages=num_pages, page_size=page_size, eviction=policy)
     ref, held_nodes = NaiveCache(page_size), []
     for op in ops:
         apply(cache, ref, held_nodes, op)

@@ -17,20 +17,21 @@ def test_next_uses():
 
 def test_replay_counts_cached_tokens_and_occupancy():
     run = replay([A, B, A], num_pages=8, page_size=2)
-    assert run.cached == [0, 2, 4] and run.prompt == [4, 4, 4]
-    assert run.occupancy == [2, 3, 3] and run.hit_rate == 6 / 12
+    assert run.prefix_lens == [0, 2, 2] and run.prompt_lens == [4, 4, 4]   # the len-1 cap: A's last page runs
+    assert run.occupancy == [2, 3, 3] and run.hit_rate == 4 / 12
+    assert replay([A, A + [5]], 8, 2).prefix_lens == [0, 4]                 # the cap leaves one token to run
 
 
 def test_belady_beats_lru_where_lru_evicts_the_next_needed_page():
     stream = [A, C, A, C, A]                 # 3 pages: LRU always drops what comes next
     lru, best = replay(stream, 3, 2, "lru"), belady(stream, 3, 2)
-    assert lru.cached == [0] * 5 and best.cached == [0, 0, 4, 2, 4]
+    assert lru.prefix_lens == [0] * 5 and best.prefix_lens == [0, 0, 2, 2, 2]
     assert max(best.occupancy) <= 3
 
 
 def test_belady_with_room_for_everything_equals_any_policy():
     stream = [A, B, C, A, B, C]
-    assert belady(stream, 100, 2).cached == replay(stream, 100, 2, "lru").cached
+    assert belady(stream, 100, 2).prefix_lens == replay(stream, 100, 2, "lru").prefix_lens
 
 
 def test_hit_rate_curves_have_every_policy_and_belady_on_top():

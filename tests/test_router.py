@@ -1,28 +1,13 @@
 import pytest
-from helpers import make_cache, snapshot
+from helpers import finish, make_cache, prefill, snapshot
 
 from radixlib import OutOfPages
 from radixlib.request import Request
 from radixlib.router import MatchStatus, Router
 
 
-def router(num_pages=32, page_size=4, enabled=True) -> Router:
-    return Router(make_cache(num_pages=num_pages, page_size=page_size), enabled=enabled)
-
-
-def run_prompt(r: Router, req: Request) -> None:
-    """What the engine does around one prefill: match, reserve, (forward), cache_unfinished."""
-    r.match(req)
-    r.reserve(req, len(req.prompt))
-    req.kv_len = len(req.prompt)
-    r.cache_unfinished(req)
-
-
-def finish(r: Router, req: Request, output: list[int]) -> None:
-    req.output = list(output)
-    r.reserve(req, len(req.prompt) + len(output) - 1)
-    req.kv_len = len(req.prompt) + len(output) - 1        # the last token has no K/V yet
-    r.cache_finished(req)
+def router(num_pages=32, page_size=4, enable_cache=True) -> Router:
+    return Router(make_cache(num_pages=num_pages, page_size=page_size), enable_cache)
 
 
 def test_match_statuses_and_the_len_minus_one_cap():
@@ -47,7 +32,7 @@ def test_match_statuses_and_the_len_minus_one_cap():
 def test_admission_locks_the_matched_path():
     r = router(page_size=1)
     a = Request(0, [1, 2, 3, 4])
-    run_prompt(r, a)
+    prefill(r, a)
     b = Request(1, [1, 2, 3, 9])
     r.match(b)
     assert r.cache.protected_size == 4            # a holds [1 2 3 4]; b's [1 2 3] is inside it
@@ -74,7 +59,7 @@ def test_concurrent_prefills_of_one_prompt_keep_a_single_copy():
 def test_cache_finished_inserts_prompt_and_output_less_the_last_token():
     r = router(page_size=2)
     req = Request(0, [1, 2, 3, 4, 5])
-    run_prompt(r, req)
+    prefill(r, req)
     finish(r, req, [6, 7, 8])                          # K/V for 1..7; 8 has none
     assert r.cache.total_size == 6                     # [1..6] in whole pages; 7 was the unaligned tail
     assert r.allocator.available == 32 - 3 and r.cache.protected_size == 0
@@ -85,7 +70,7 @@ def test_cache_finished_inserts_prompt_and_output_less_the_last_token():
 def test_second_turn_of_a_chat_hits_the_whole_first_turn():
     r = router(page_size=4)
     turn1 = Request(0, list(range(1, 22)))             # 21-token prompt
-    run_prompt(r, turn1)
+    prefill(r, turn1)
     answer = list(range(100, 112))                     # 12-token answer
     finish(r, turn1, answer)
     turn2 = Request(1, turn1.prompt + answer + [200, 201, 202])
@@ -97,7 +82,7 @@ def test_second_turn_of_a_chat_hits_the_whole_first_turn():
 def test_release_frees_own_pages_and_inserts_nothing():
     r = router(page_size=1)
     base = Request(0, [1, 2, 3])
-    run_prompt(r, base)
+    prefill(r, base)
     req = Request(1, [1, 2, 3, 4, 5])
     r.match(req)
     r.reserve(req, 5)
@@ -109,7 +94,7 @@ def test_release_frees_own_pages_and_inserts_nothing():
 def test_reserve_beyond_the_pool_raises_and_evicts_nothing():
     r = router(num_pages=4, page_size=2)
     cached = Request(0, [1, 2, 3, 4])
-    run_prompt(r, cached)
+    prefill(r, cached)
     r.release(cached)                                  # 2 evictable pages, 2 free
     req = Request(1, [9] * 12)
     r.match(req)
@@ -123,7 +108,7 @@ def test_reserve_beyond_the_pool_raises_and_evicts_nothing():
 
 
 def test_disabled_router_misses_and_keeps_nothing():
-    r = router(page_size=1, enabled=False)
+    r = router(page_size=1, enable_cache=False)
     for rid in range(2):
         req = Request(rid, [1, 2, 3])
         assert r.match(req).status is MatchStatus.MISS

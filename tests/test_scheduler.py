@@ -15,17 +15,8 @@ from radixlib.scheduler import Scheduler, dfs_optimal_hit_rate
 from radixlib.workloads import tree_of_thought
 
 
-def scheduler(policy="fcfs", num_pages=256, page_size=1, **options) -> Scheduler:
-    return Scheduler(Router(make_cache(num_pages=num_pages, page_size=page_size)), policy, **options)
-
-
-def warm(s: Scheduler, tokens: list[int]) -> None:
-    """Put ``tokens`` in the cache the way a finished request would."""
-    req = Request(10_000 + len(s.router.cache.root.children), tokens)
-    s.router.match(req)
-    s.router.reserve(req, len(tokens))
-    req.kv_len = len(tokens)
-    s.router.cache_finished(req)
+def scheduler(schedule="fcfs", num_pages=256, page_size=1, **options) -> Scheduler:
+    return Scheduler(Router(make_cache(num_pages=num_pages, page_size=page_size)), schedule, **options)
 
 
 def order(s: Scheduler, prompts, params: dict | None = None) -> list[int]:
@@ -49,15 +40,15 @@ def test_random_is_seeded():
 
 def test_lpm_puts_the_longest_cached_prefix_first():
     s = scheduler("lpm", in_batch_threshold=1000)
-    warm(s, list(range(1, 41)))
+    s.router.serve(list(range(1, 41)))
     prompts = [[7, 7, 7], list(range(1, 11)) + [99], list(range(1, 31)) + [98]]
     assert order(s, prompts) == [2, 1, 0]
 
 
 def test_dfs_weight_visits_heavier_subtrees_first():
     s = scheduler("dfs-weight", in_batch_threshold=1000)
-    warm(s, [1, 1, 1, 1, 2, 2, 2, 2])
-    warm(s, [1, 1, 1, 1, 3, 3, 3, 3])
+    s.router.serve([1, 1, 1, 1, 2, 2, 2, 2])
+    s.router.serve([1, 1, 1, 1, 3, 3, 3, 3])
     prompts = [[1, 1, 1, 1, 2, 2, 2, 2, 5], [1, 1, 1, 1, 3, 3, 3, 3, 6], [1, 1, 1, 1, 3, 3, 3, 3, 7], [9, 9]]
     got = order(s, prompts)
     assert got[:2] == [1, 2] and got[2] == 0 and got[3] == 3     # [3 3 3 3] holds two requests
@@ -65,7 +56,7 @@ def test_dfs_weight_visits_heavier_subtrees_first():
 
 def test_lpm_falls_back_to_fcfs_on_a_long_queue():
     s = scheduler("lpm", num_pages=4096, in_batch_threshold=1000)
-    warm(s, [5] * 20)
+    s.router.serve([5] * 20)
     prompts = [[i + 10, 1] for i in range(128)] + [[5] * 20 + [1]]
     assert order(s, prompts)[-1] == 128                          # 129 waiting: no sorting
 
@@ -133,7 +124,7 @@ def test_a_request_that_can_never_fit_is_refused_and_the_others_run():
 
 
 def test_unknown_policy_and_too_small_chunks_are_refused():
-    with pytest.raises(ValueError, match="unknown schedule policy"):
+    with pytest.raises(ValueError, match="unknown schedule"):
         scheduler("sjf")
     with pytest.raises(ValueError, match="at least one page"):
         scheduler(page_size=16, chunk_size=8)

@@ -6,10 +6,23 @@ import re
 import pytest
 
 from radixlib import PageAllocator, RadixCache
-from radixlib.replay import belady, replay, serve
-from radixlib.viz import (EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, WordTokenizer, draw_pages,
-                          draw_tree, page_owners, plot_cached_vs_computed, plot_hit_rate, plot_occupancy,
-                          plot_prefill_vs_cached, plot_throughput, show_source)
+from radixlib.lab import WordTokenizer
+from radixlib.plots import (
+    TITLE_WIDTH,
+    plot_cached_vs_computed,
+    plot_hit_rate,
+    plot_occupancy,
+    plot_prefill_vs_cached,
+    plot_throughput,
+)
+from radixlib.replay import belady, replay
+from radixlib.router import Router
+from radixlib.source import show_source
+from radixlib.viz import EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, draw_pages, draw_tree, page_owners
+
+
+def serve(cache: RadixCache, tokens: list[int]) -> None:
+    Router(cache).serve(tokens)
 
 
 @pytest.fixture
@@ -81,12 +94,12 @@ def test_draw_tree_renders_svg(known):
 def test_page_owners_and_grid(known):
     cache, _ = known
     held = cache.allocator.alloc(1)
-    owners = page_owners(cache.allocator, cache)
+    owners = page_owners(cache)
     tree = {p: n for n in cache.nodes() for p in n.pages}
     assert [o.kind for o in owners] == ["tree" if p in tree else "request" if p in held else "free"
                                         for p in range(cache.allocator.num_pages)]
     assert all(owners[p].node is node for p, node in tree.items()) and len(tree) == 4
-    source = draw_pages(cache.allocator, cache).source
+    source = draw_pages(cache).source
     assert source.count(f'BGCOLOR="{FREE}"') == cache.allocator.available + 1   # + legend swatch
     assert source.count(f'BGCOLOR="{REQUEST}"') == 1 + 1
 
@@ -105,6 +118,12 @@ def test_plots_have_title_labels_and_legend():
         assert ax.get_ylabel()
     bars = figures[-1].axes[0].patches
     assert [b.get_width() for b in bars] == [1.0, 2.0, 3.0, 4.0]     # one bar per workload x method
+
+
+def test_long_titles_are_wrapped_to_fit():
+    title = "Prefill of 1024 tokens vs tokens cached (Llama 39.6M, fp32, 2 CPU threads)"
+    lines = plot_prefill_vs_cached([0, 8], [10.0, 4.0], [10.0, 3.0], title).axes[0].get_title().split("\n")
+    assert len(lines) == 2 and max(map(len, lines)) <= TITLE_WIDTH and " ".join(lines) == title
 
 
 def test_show_source_is_the_library_source():

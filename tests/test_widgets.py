@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixlib.viz import MATCHED
-from radixlib.widgets import CacheLab, CacheLabView, LabConfig
+from radixlib.lab import CacheLab, LabConfig
+from radixlib.viz import MATCHED, draw_lab
+from radixlib.widgets import CacheLabView
 
 CAT, DOG = "the cat sat on the mat", "the dog ran"
 
@@ -67,20 +68,20 @@ def test_highlight_is_dropped_when_the_matched_node_is_evicted():
     lab = lab_with(("insert", CAT), ("match", CAT), ("insert", "a b c d e f g h i j k"),
                    config=LabConfig(num_pages=12, page_size=1))
     assert "evicted #1" in lab.message and lab.frame.matched is None
-    assert MATCHED not in lab.draw_tree().source
+    assert MATCHED not in draw_lab(lab).source
 
 
-def test_reset_with_a_new_config_and_policy():
+def test_reset_with_a_new_config_and_eviction_policy():
     lab = lab_with(("insert", CAT))
-    assert lab.step("reset", LabConfig(8, 2, "mru")) == "reset: 8 pages of 2 token(s), policy mru"
-    assert lab.cache.page_size == 2 and lab.cache.policy == "mru" and lab.cache.total_size == 0
+    assert lab.step("reset", LabConfig(8, 2, "mru")) == "reset: 8 pages of 2 token(s), eviction mru"
+    assert lab.cache.page_size == 2 and lab.cache.eviction == "mru" and lab.cache.total_size == 0
     lab.step("insert", CAT)
     assert lab.cache.total_size == 6
 
 
 def test_same_steps_draw_the_same_picture():
     steps = [("insert", CAT), ("insert", DOG), ("match", "the cat")]
-    assert lab_with(*steps).draw_tree().source == lab_with(*steps).draw_tree().source
+    assert draw_lab(lab_with(*steps)).source == draw_lab(lab_with(*steps)).source
 
 
 def test_view_buttons_slider_and_log():
@@ -96,6 +97,6 @@ def test_view_buttons_slider_and_log():
     assert view.lab.position == 1 and "inserted 6 tokens" in view.log.value
     view.buttons["unlock"].click()                    # refused: nothing locked at that point
     assert "refused" in view.log.value and view.lab.position == 1
-    view.page_size.value, view.policy.value = 2, "lfu"
+    view.page_size.value, view.eviction.value = 2, "lfu"
     view.buttons["reset"].click()
-    assert view.lab.cache.page_size == 2 and view.lab.cache.policy == "lfu" and view.history.max == 2
+    assert view.lab.cache.page_size == 2 and view.lab.cache.eviction == "lfu" and view.history.max == 2

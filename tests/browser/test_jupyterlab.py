@@ -13,19 +13,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from radixlib.widgets import CacheLab, LabConfig
+from radixlib.lab import CacheLab, LabConfig
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
-
     from conftest import LabServer
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.browser
 
 CHAPTER = Path(__file__).parents[2] / "notebooks" / "02_the_radix_tree.ipynb"
 RUN_ALL_MS = 90_000           # chapter 02 runs in ~10 s here; kernel start included
 STEP_MS = 15_000              # one click: a kernel round trip and two graphviz renders
-CONFIG = LabConfig(num_pages=16, page_size=1, policy="lru")
+CONFIG = LabConfig(num_pages=16, page_size=1, eviction="lru")
 PROMPTS = ("the cat sat on the mat", "the cat ate the fish")     # share "the cat": a split
 EVICT_TOKENS = 1              # evict whole leaves until >= 1 token is freed: the LRU leaf
 
@@ -108,7 +107,7 @@ def set_controls(stepper: Locator, action: str, arg: object) -> None:
     elif action == "reset":
         stepper.get_by_label("pages", exact=True).fill(str(arg.num_pages))
         stepper.get_by_label("page size", exact=True).select_option(str(arg.page_size))
-        stepper.get_by_label("policy", exact=True).select_option(arg.policy)
+        stepper.get_by_label("eviction", exact=True).select_option(arg.eviction)
     else:
         raise ValueError(f"this test does not drive {action!r}")
     stepper.page.keyboard.press("Tab")            # number boxes send their value on blur

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from helpers import skip_or_fail
 
-from .sglang_adapter import load_sglang, sglang_unavailable
+from radixlib.reference.sglang import load_sglang, sglang_unavailable
 
 
 @pytest.fixture(scope="session", autouse=True)

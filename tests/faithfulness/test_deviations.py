@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from radixlib import PageAllocator, RadixCache
-
-from .differential import compare
-from .ops import Alloc, Insert, Lock, Match, Unlock
-from .ours import OursSide
-from .sglang_adapter import SGLangSide, load_sglang
+from radixlib.reference.differential import compare
+from radixlib.reference.ops import Alloc, Insert, Lock, Match, Unlock
+from radixlib.reference.sglang import load_sglang
+from radixlib.reference.sides import OursSide, SGLangSide
 
 
 def sglang_cache(page_size: int = 1):
@@ -46,7 +45,7 @@ def test_the_tree_keeps_no_reference_to_the_callers_token_list():
     ours_insert(ours, tokens)
     tokens[1] = 9                                   # the caller reuses its list
     assert len(sg_match(sglang, [1, 2, 3]).device_indices) == 1     # SGLang's tree changed
-    assert ours.match_prefix([1, 2, 3]).length == 3
+    assert ours.match_prefix([1, 2, 3]).prefix_len == 3
     # Agreement: a caller that does not mutate its lists (every stream) sees equal results.
 
 

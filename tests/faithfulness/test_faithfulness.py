@@ -14,24 +14,22 @@ from collections import Counter
 import pytest
 
 from radixlib import POLICIES
-
-from .differential import compare
-from .ops import CACHE_OPS, Evict, Insert, Match, Op
-from .ours import OursSide
-from .sglang_adapter import SGLangSide
-from .streams import WORKLOADS, record_stream
+from radixlib.reference.differential import compare
+from radixlib.reference.ops import CACHE_OPS, Evict, Insert, Match, Op
+from radixlib.reference.sides import OursSide, SGLangSide
+from radixlib.reference.streams import WORKLOADS, record_stream
 
 NUM_OPS = 20_000
 PAGE_SIZES = (1, 16)
 
 
-@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize("eviction", sorted(POLICIES))
 @pytest.mark.parametrize("page_size", PAGE_SIZES)
 @pytest.mark.parametrize("workload", sorted(WORKLOADS))
-def test_stream_gives_identical_results(workload: str, page_size: int, policy: str):
-    ops = record_stream(workload, page_size, policy, NUM_OPS)
-    ours = OursSide(WORKLOADS[workload].capacity_tokens // page_size, page_size, policy)
-    counts = compare(ops, ours, SGLangSide(page_size, policy))
+def test_stream_gives_identical_results(workload: str, page_size: int, eviction: str):
+    ops = record_stream(workload, page_size, eviction, NUM_OPS)
+    ours = OursSide(WORKLOADS[workload].capacity_tokens // page_size, page_size, eviction)
+    counts = compare(ops, ours, SGLangSide(page_size, eviction))
     assert sum(counts.values()) >= NUM_OPS
     assert set(counts) == {kind.__name__ for kind in CACHE_OPS}
 

@@ -24,15 +24,16 @@ import functools
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
-from radixlib import MatchResult
 from radixlib.pages import pages_needed
+from radixlib.radix_cache import MatchResult
 from radixlib.workloads import mooncake_prompts
 
 from .ops import CACHE_OPS, Alloc, Evict, Free, Insert, Lock, Match, Op, Tokens, Unlock
-from .ours import OursSide
+from .sides import OursSide
 
 
 class Request(NamedTuple):
@@ -217,10 +218,10 @@ class Caller:
             self.finish(self.running.pop(0))
 
 
-def record_stream(workload: str, page_size: int, policy: str, num_ops: int, seed: int = 0) -> list[Op]:
+def record_stream(workload: str, page_size: int, eviction: str, num_ops: int, seed: int = 0) -> list[Op]:
     """At least ``num_ops`` cache operations of ``workload``, all requests finished at the end."""
     spec = WORKLOADS[workload]
-    side = OursSide(spec.capacity_tokens // page_size, page_size, policy)
+    side = OursSide(spec.capacity_tokens // page_size, page_size, eviction)
     caller = Caller(side, random.Random(f"{seed}/caller"))
     for request in spec.requests(random.Random(f"{seed}/{workload}")):
         if caller.cache_ops >= num_ops:

@@ -13,7 +13,8 @@ slots ``p * page_size .. p * page_size + page_size - 1``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Iterator, NamedTuple, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 Tokens = tuple[int, ...]
 Pages = tuple[int, ...]
@@ -56,7 +57,7 @@ class Free(NamedTuple):
     pages: Pages
 
 
-Op = Union[Match, Insert, Lock, Unlock, Evict, Alloc, Free]
+Op = Match | Insert | Lock | Unlock | Evict | Alloc | Free
 CACHE_OPS = (Match, Insert, Lock, Unlock, Evict)
 
 

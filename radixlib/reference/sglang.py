@@ -1,4 +1,4 @@
-"""SGLang 0.5.12's own RadixCache, imported from the wheel, as the other side.
+"""SGLang 0.5.12's own modules, imported from the wheel, to compare radixlib against.
 
 ``pip install --no-deps sglang==0.5.12`` gives SGLang's source without the serving
 stack. ``sglang.srt.mem_cache.radix_cache`` itself needs only torch, but its imports
@@ -30,15 +30,9 @@ import importlib.util
 import itertools
 import sys
 import time
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator
-
-import torch
-
-from radixlib.pages import slots_of
-
-from .ops import (Evict, Evicted, Insert, Lock, Match, Matched, Op, Pages, RawNode, Side,
-                  Sizes, Unlock, depth_first)
+from typing import Any
 
 SGLANG_VERSION = "0.5.12"
 RADIX_CACHE = "sglang.srt.mem_cache.radix_cache"
@@ -103,93 +97,6 @@ class LogicalClock:
 
     def monotonic(self) -> int:
         return next(self._ticks)
-
-
-class SlotRecorder:
-    """Mock token-to-KV allocator. SGLang's cache only calls ``free`` (when it
-    evicts a node); each call's slots are kept, in order."""
-
-    device = "cpu"
-
-    def __init__(self):
-        self.freed: list[torch.Tensor] = []
-
-    def free(self, slots: torch.Tensor) -> None:
-        self.freed.append(slots)
-
-
-class SGLangSide(Side):
-    """SGLang's ``RadixCache``; a page ``p`` of the stream becomes its slots."""
-
-    name = "SGLang"
-
-    def __init__(self, page_size: int, policy: str):
-        self.sg = load_sglang()
-        self.page_size = page_size
-        self.allocator = SlotRecorder()
-        self.cache = self.sg.RadixCache(self.sg.CacheInitParams(
-            disable=False, req_to_token_pool=None, token_to_kv_pool_allocator=self.allocator,
-            page_size=page_size, eviction_policy=policy))
-        self._nodes: dict[int, Any] = {}          # Match op index -> the node it returned
-
-    def prepare(self, op: Op) -> tuple:
-        sg = self.sg
-        match op:
-            case Match(tokens):
-                return (sg.MatchPrefixParams(key=sg.RadixKey(list(tokens))),)
-            case Insert(tokens, pages, priority):
-                slots = torch.tensor(slots_of(pages, self.page_size, len(tokens)), dtype=torch.int64)
-                return (sg.InsertParams(key=sg.RadixKey(list(tokens)), value=slots, priority=priority),)
-            case Evict(num_tokens):
-                return (sg.EvictParams(num_tokens=num_tokens),)
-        return ()
-
-    def call(self, index: int, op: Op, args: tuple) -> Any:
-        match op:
-            case Match():
-                found = self.cache.match_prefix(*args)
-                self._nodes[index] = found.last_device_node
-                return found
-            case Insert():
-                return self.cache.insert(*args)
-            case Lock(ref):
-                return self.cache.inc_lock_ref(self._nodes[ref])
-            case Unlock(ref):
-                return self.cache.dec_lock_ref(self._nodes[ref])
-            case Evict():
-                self.allocator.freed.clear()
-                return self.cache.evict(*args)
-        return None                 # Alloc, Free: the caller's pool, not the cache's
-
-    def result(self, op: Op, raw: Any) -> Matched | Evicted | int | None:
-        match op:
-            case Match():
-                node = raw.last_device_node
-                return Matched(len(raw.device_indices), self.pages(raw.device_indices), len(node.key))
-            case Insert():
-                return raw.prefix_len
-            case Evict():
-                return Evicted(raw.num_tokens_evicted, tuple(map(self.pages, self.allocator.freed)))
-        return None                 # Lock, Unlock
-
-    def sizes(self) -> Sizes:
-        return Sizes(self.cache.evictable_size(), self.cache.protected_size())
-
-    def total_size(self) -> int:
-        return self.cache.total_size()
-
-    def snapshot(self) -> Iterator[RawNode]:
-        for node, depth in depth_first(self.cache.root_node):
-            yield RawNode(depth, tuple(node.key.token_ids), self.pages(node.value), node.lock_ref,
-                          node.hit_count, node.priority, node.last_access_time, node.creation_time)
-
-    def pages(self, slots: torch.Tensor) -> Pages:
-        """The pages whose slots ``slots`` are; ``ValueError`` unless they are whole pages."""
-        ps = self.page_size
-        pages = slots[::ps] // ps
-        if ps > 1 and not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
-            raise ValueError(f"SGLang returned slots that are not whole pages: {slots.tolist()[:32]}")
-        return tuple(pages.tolist())
 
 
 def _register_bare_package(name: str) -> None:

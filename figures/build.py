@@ -1,4 +1,4 @@
-"""Regenerate the README's figures into ``figures/``: ``python -m radixlib.figures``.
+"""Regenerate the README's figures into ``figures/``: ``make figures`` (``python figures/build.py [OUT]``).
 
 Deterministic: fixed inputs, matplotlib SVG with a fixed hash salt and no date, graphviz
 SVG from a fixed cache state. ``tests/test_figures.py`` rebuilds them into a temporary
@@ -20,14 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
+from radixlib.lab import CacheLab, LabConfig
+from radixlib.plots import plot_hit_rate, plot_prefill_vs_cached, plot_throughput, save_svg
+from radixlib.replay import hit_rate_curves
+from radixlib.viz import draw_architecture, draw_lab, draw_pages
+from radixlib.workloads import mooncake_prompts
 
-from .replay import hit_rate_curves
-from .viz import draw_architecture, plot_hit_rate, plot_prefill_vs_cached, plot_throughput
-from .widgets import CacheLab, LabConfig
-from .workloads import mooncake_prompts
-
-FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+FIGURES_DIR = Path(__file__).resolve().parent
 DATA_DIR = FIGURES_DIR / "data"             # benchmark results recorded with --record
 EXAMPLE_STEPS = [("insert", "you are a helpful bot . what is a cache"),
                  ("insert", "you are a helpful bot . explain paging"),
@@ -35,13 +34,13 @@ EXAMPLE_STEPS = [("insert", "you are a helpful bot . what is a cache"),
                  ("match", "you are a helpful bot . what is a tree"),
                  ("lock", None)]
 CAPACITIES = (0.05, 0.10, 0.25, 0.50)
-POLICIES = ("lru", "lfu", "fifo", "mru", "slru")
+EVICTIONS = ("lru", "lfu", "fifo", "mru", "slru")
 TOKENS_PER_BLOCK = PAGE_SIZE = 16
 
 
 def example_lab() -> CacheLab:
     """The lab after ``EXAMPLE_STEPS`` (page_size 1, 32 pages, LRU)."""
-    lab = CacheLab(LabConfig(num_pages=32, page_size=1, policy="lru"))
+    lab = CacheLab(LabConfig(num_pages=32, page_size=1, eviction="lru"))
     for action, arg in EXAMPLE_STEPS:
         lab.step(action, arg)
     return lab
@@ -49,7 +48,7 @@ def example_lab() -> CacheLab:
 
 def mooncake_curves() -> dict[str, list[tuple[float, float]]]:
     """Hit rate against capacity on the whole Mooncake trace, 16 tokens per block, page_size 16."""
-    return hit_rate_curves(mooncake_prompts(TOKENS_PER_BLOCK), PAGE_SIZE, CAPACITIES, POLICIES)
+    return hit_rate_curves(mooncake_prompts(TOKENS_PER_BLOCK), PAGE_SIZE, CAPACITIES, EVICTIONS)
 
 
 def build(out: Path = FIGURES_DIR) -> list[Path]:
@@ -58,7 +57,7 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
     lab = example_lab()
     prefill = json.loads((DATA_DIR / "prefill_reuse.json").read_text())
     engine = json.loads((DATA_DIR / "engine.json").read_text())
-    graphs = {"radix_tree.svg": lab.draw_tree(), "kv_pages.svg": lab.draw_pages(),
+    graphs = {"radix_tree.svg": draw_lab(lab), "kv_pages.svg": draw_pages(lab.cache),
               "architecture.svg": draw_architecture()}
     plots = {"hit_rate_vs_capacity.svg": plot_hit_rate(mooncake_curves(),
                                                        "Mooncake synthetic trace: hit rate vs capacity"),
@@ -73,12 +72,6 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
     for name, fig in plots.items():
         save_svg(fig, out / name)
     return [out / name for name in [*graphs, "architecture.png", *plots]]
-
-
-def save_svg(fig, path: Path) -> None:
-    """An SVG that is byte-identical from run to run (fixed hash salt, no date)."""
-    with matplotlib.rc_context({"svg.hashsalt": "radixlib"}):
-        fig.savefig(path, format="svg", metadata={"Date": None})
 
 
 if __name__ == "__main__":

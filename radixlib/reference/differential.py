@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from .ops import CACHE_OPS, Op, Outcome, Side, brief, tree_view
 

@@ -1,0 +1,102 @@
+"""Plots for the chapters and the README: matplotlib ``Figure`` objects.
+
+Every plot goes through ``figure``: one size, a title wrapped to fit the axes, a grid,
+and labelled axes with units. A ``Figure`` renders itself in a notebook; ``save_svg``
+writes it byte-identically from run to run.
+"""
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .replay import Replay
+from .viz import MATCHED, VICTIM
+
+TITLE_WIDTH = 58            # characters per title line at the default figure width
+
+
+def figure(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6.4, 3.8)) -> tuple[Figure, Axes]:
+    """A figure with one axes: its title wrapped to fit, both axes labelled, a light grid."""
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.subplots()
+    ax.set(title="\n".join(textwrap.wrap(title, TITLE_WIDTH)), xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def save_svg(fig: Figure, path: Path) -> None:
+    """An SVG that is byte-identical from run to run (fixed hash salt, no date)."""
+    with matplotlib.rc_context({"svg.hashsalt": "radixlib"}):
+        fig.savefig(path, format="svg", metadata={"Date": None})
+
+
+def plot_hit_rate(curves: dict[str, Sequence[tuple[float, float]]], title: str) -> Figure:
+    """Hit rate (%) against capacity (% of the distinct pages) for several eviction policies.
+
+    ``curves`` maps a policy name to ``(capacity fraction, hit rate)`` points; ``"belady"``
+    is drawn as a dashed black ceiling. Markers differ so that coinciding lines stay visible.
+    """
+    fig, ax = figure(title, "cache capacity (% of distinct pages)", "hit rate (% of prompt tokens)")
+    for (name, points), marker in zip(curves.items(), "os^vDPX*"):
+        xs, ys = zip(*points)
+        style = {"color": "black", "linestyle": "--"} if name == "belady" else {"alpha": 0.8}
+        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker=marker, label=name, **style)
+    ax.set_ylim(0, 100)
+    ax.legend(title="eviction policy", fontsize=8)
+    return fig
+
+
+def plot_occupancy(replays: Iterable[Replay], title: str) -> Figure:
+    """Pages held by the cache after each request, one line per replay."""
+    fig, ax = figure(title, "request (arrival order)", "pool occupancy (pages)")
+    for r in replays:
+        ax.plot(range(1, len(r.occupancy) + 1), r.occupancy, label=f"{r.eviction}, {r.num_pages} pages")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_cached_vs_computed(replay: Replay, title: str, start: int = 0, count: int = 60,
+                            scale: int = 1) -> Figure:
+    """Stacked bars of cached and computed prompt tokens for requests ``start+1 .. start+count``.
+
+    ``scale``: real tokens per replayed token (32 for Mooncake blocks replayed as 16 tokens).
+    """
+    fig, ax = figure(title, "request (arrival order)", "prompt tokens")
+    cached = [scale * c for c in replay.prefix_lens[start: start + count]]
+    computed = [scale * p - c for p, c in zip(replay.prompt_lens[start: start + count], cached)]
+    xs = range(start + 1, start + len(cached) + 1)
+    ax.bar(xs, cached, color=MATCHED, label="cached (read from the pool)")
+    ax.bar(xs, computed, bottom=cached, color=VICTIM, label="computed (prefill)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_prefill_vs_cached(cached: Sequence[int], measured_ms: Sequence[float],
+                           ideal_ms: Sequence[float], title: str) -> Figure:
+    """Prefill time against the number of prompt tokens already in the pool, beside the ideal."""
+    fig, ax = figure(title, "cached prompt tokens", "prefill time (ms)")
+    ax.plot(cached, measured_ms, "o-", label="measured (median)")
+    ax.plot(cached, ideal_ms, "k--", label="ideal: full time x FLOPs ratio")
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_throughput(rates: dict[str, dict[str, float]], title: str) -> Figure:
+    """New tokens per second per method (bars), one group per workload."""
+    fig, ax = figure(title, "new tokens per second", "method")
+    methods = list(next(iter(rates.values())))
+    width = 0.8 / len(rates)
+    for i, (workload, by_method) in enumerate(rates.items()):
+        ax.barh([m + (i - (len(rates) - 1) / 2) * width for m in range(len(methods))],
+                [by_method[m] for m in methods], height=width, label=workload)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(False, axis="y")
+    ax.legend(title="workload", fontsize=8)
+    return fig

@@ -1,0 +1,14 @@
+"""SGLang as the reference: its own code, from the installed wheel, beside ours.
+
+The ``[faithful]`` extra (``pip install --no-deps sglang==0.5.12``) brings SGLang's
+source without its serving stack; the tests and benchmarks import what they compare
+from here, so neither reaches into the other.
+
+    sglang.py        load SGLang's modules from the wheel (stand-ins for what fails to import)
+    ops.py           the operations a stream is made of, and the outcomes the sides report
+    sides.py         our RadixCache and SGLang's, each as one side of a comparison
+    streams.py       seeded operation streams, played the way a serving engine plays them
+    differential.py  run a stream through both sides; name the first difference
+
+No SGLang code is copied here: everything SGLang does, it does from the wheel.
+"""

@@ -1,0 +1,195 @@
+"""The two sides of a cache comparison: our ``RadixCache`` and SGLang's own.
+
+Both replay the same stream of operations (``ops.py``) and report their outcomes in
+one common form; pages are our cache's currency, and SGLang's slot indices are
+translated to pages (page ``p`` = slots ``p * page_size .. p * page_size + page_size - 1``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+from radixlib.pages import PageAllocator, slots_of
+from radixlib.radix_cache import RadixCache, TreeNode
+
+from .ops import (
+    Alloc,
+    Evict,
+    Evicted,
+    Free,
+    Insert,
+    Lock,
+    Match,
+    Matched,
+    Op,
+    Pages,
+    RawNode,
+    Side,
+    Sizes,
+    Unlock,
+    depth_first,
+)
+from .sglang import load_sglang
+
+
+class RecordingAllocator(PageAllocator):
+    """A ``PageAllocator`` that also keeps the pages of every ``free`` call, in order."""
+
+    def __init__(self, num_pages: int, page_size: int):
+        super().__init__(num_pages, page_size)
+        self.freed: list[Pages] = []
+
+    def free(self, pages: Iterable[int], validate: bool = True) -> None:
+        pages = tuple(pages)
+        super().free(pages, validate)
+        self.freed.append(pages)
+
+
+class OursSide(Side):
+    """radixlib's ``RadixCache`` over a pool of ``num_pages`` pages (a ``RecordingAllocator``
+    unless ``pool`` names another class with its interface)."""
+
+    name = "radixlib"
+
+    def __init__(self, num_pages: int, page_size: int, eviction: str, pool: type = RecordingAllocator):
+        self.allocator = pool(num_pages, page_size)
+        self.cache = RadixCache(self.allocator, eviction)
+        self._nodes: dict[int, TreeNode] = {}     # Match op index -> the node it returned
+
+    def prepare(self, op: Op) -> tuple:
+        match op:
+            case Match(tokens):
+                return (list(tokens),)
+            case Insert(tokens, pages, priority):
+                return list(tokens), list(pages), priority
+            case Free(pages):
+                return (list(pages),)
+        return tuple(op)            # a Match index (Lock, Unlock) or a count (Evict, Alloc)
+
+    def call(self, index: int, op: Op, args: tuple) -> Any:
+        match op:
+            case Match():
+                found = self.cache.match_prefix(*args)
+                self._nodes[index] = found.node
+                return found
+            case Insert():
+                return self.cache.insert(*args)
+            case Lock(ref):
+                return self.cache.lock(self._nodes[ref])
+            case Unlock(ref):
+                return self.cache.unlock(self._nodes[ref])
+            case Evict():
+                self.allocator.freed.clear()
+                return self.cache.evict(*args)
+            case Alloc():
+                return self.allocator.alloc(*args)
+            case Free():
+                return self.allocator.free(*args)
+
+    def result(self, op: Op, raw: Any) -> Matched | Evicted | int | None:
+        match op:
+            case Match():
+                return Matched(raw.prefix_len, tuple(raw.pages), len(raw.node.key))
+            case Evict():
+                return Evicted(raw, tuple(self.allocator.freed))
+        return raw
+
+    def sizes(self) -> Sizes:
+        return Sizes(self.cache.evictable_size, self.cache.protected_size)
+
+    def total_size(self) -> int:
+        return self.cache.total_size
+
+    def snapshot(self) -> Iterator[RawNode]:
+        for node, depth in depth_first(self.cache.root):
+            yield RawNode(depth, node.key, tuple(node.pages), node.lock_ref, node.hits,
+                          node.priority, node.last_access, node.created)
+
+
+class SlotRecorder:
+    """Mock token-to-KV allocator. SGLang's cache only calls ``free`` (when it
+    evicts a node); each call's slots are kept, in order."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.freed: list[torch.Tensor] = []
+
+    def free(self, slots: torch.Tensor) -> None:
+        self.freed.append(slots)
+
+
+class SGLangSide(Side):
+    """SGLang's ``RadixCache``; a page ``p`` of the stream becomes its slots."""
+
+    name = "SGLang"
+
+    def __init__(self, page_size: int, eviction: str):
+        self.sg = load_sglang()
+        self.page_size = page_size
+        self.allocator = SlotRecorder()
+        self.cache = self.sg.RadixCache(self.sg.CacheInitParams(
+            disable=False, req_to_token_pool=None, token_to_kv_pool_allocator=self.allocator,
+            page_size=page_size, eviction_policy=eviction))
+        self._nodes: dict[int, Any] = {}          # Match op index -> the node it returned
+
+    def prepare(self, op: Op) -> tuple:
+        sg = self.sg
+        match op:
+            case Match(tokens):
+                return (sg.MatchPrefixParams(key=sg.RadixKey(list(tokens))),)
+            case Insert(tokens, pages, priority):
+                slots = torch.tensor(slots_of(pages, self.page_size, len(tokens)), dtype=torch.int64)
+                return (sg.InsertParams(key=sg.RadixKey(list(tokens)), value=slots, priority=priority),)
+            case Evict(num_tokens):
+                return (sg.EvictParams(num_tokens=num_tokens),)
+        return ()
+
+    def call(self, index: int, op: Op, args: tuple) -> Any:
+        match op:
+            case Match():
+                found = self.cache.match_prefix(*args)
+                self._nodes[index] = found.last_device_node
+                return found
+            case Insert():
+                return self.cache.insert(*args)
+            case Lock(ref):
+                return self.cache.inc_lock_ref(self._nodes[ref])
+            case Unlock(ref):
+                return self.cache.dec_lock_ref(self._nodes[ref])
+            case Evict():
+                self.allocator.freed.clear()
+                return self.cache.evict(*args)
+        return None                 # Alloc, Free: the caller's pool, not the cache's
+
+    def result(self, op: Op, raw: Any) -> Matched | Evicted | int | None:
+        match op:
+            case Match():
+                node = raw.last_device_node
+                return Matched(len(raw.device_indices), self.pages(raw.device_indices), len(node.key))
+            case Insert():
+                return raw.prefix_len
+            case Evict():
+                return Evicted(raw.num_tokens_evicted, tuple(map(self.pages, self.allocator.freed)))
+        return None                 # Lock, Unlock
+
+    def sizes(self) -> Sizes:
+        return Sizes(self.cache.evictable_size(), self.cache.protected_size())
+
+    def total_size(self) -> int:
+        return self.cache.total_size()
+
+    def snapshot(self) -> Iterator[RawNode]:
+        for node, depth in depth_first(self.cache.root_node):
+            yield RawNode(depth, tuple(node.key.token_ids), self.pages(node.value), node.lock_ref,
+                          node.hit_count, node.priority, node.last_access_time, node.creation_time)
+
+    def pages(self, slots: torch.Tensor) -> Pages:
+        """The pages whose slots ``slots`` are; ``ValueError`` unless they are whole pages."""
+        ps = self.page_size
+        pages = slots[::ps] // ps
+        if ps > 1 and not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
+            raise ValueError(f"SGLang returned slots that are not whole pages: {slots.tolist()[:32]}")
+        return tuple(pages.tolist())
