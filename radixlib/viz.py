@@ -160,36 +160,50 @@ def _page_cell(page: int, owner: PageOwner, victim: TreeNode | None) -> str:
 ARCHITECTURE = [  # (from, to, label): one request's path through the library, numbered
     ("prompt", "Engine", "1 generate"),
     ("Engine", "Scheduler", "2 add; next_batch"),
-    ("Scheduler", "Router", "3 admit: match, reserve"),
+    ("Scheduler", "Router", "3 admit: match,\nreserve"),
     ("Router", "RadixCache", "match_prefix + lock;\ninsert + unlock"),
-    ("Router", "PageAllocator", "alloc / free pages"),
-    ("RadixCache", "PageAllocator", "evict frees pages"),
-    ("Engine", "AttentionExecutor", "4 prefill suffixes / decode"),
+    ("Router", "PageAllocator", "alloc / free\npages"),
+    ("RadixCache", "PageAllocator", "evict frees\nwhole leaves' pages"),
+    ("Engine", "AttentionExecutor", "4 prefill suffixes /\ndecode (slots)"),
     ("AttentionExecutor", "KVPool", "write new K/V,\ngather context"),
     ("Engine", "Router", "5 cache_unfinished /\ncache_finished"),
-    ("Engine", "tokens", "6 sample"),
+    ("AttentionExecutor", "tokens", "6 next tokens"),
 ]
+PAGE_TO_SLOTS = ("PageAllocator", "KVPool", "page p owns slots\np·ps … p·ps + ps − 1")
 COMPONENTS = {  # name: (module, what it owns)
     "Engine": ("engine.py", "the loop"),
     "Scheduler": ("scheduler.py", "what runs next"),
     "Router": ("router.py", "what is cached"),
     "RadixCache": ("radix_cache.py", "tree, lock refs, eviction"),
-    "PageAllocator": ("pages.py", "free pages"),
+    "PageAllocator": ("pages.py", "page ids: free or owned"),
     "AttentionExecutor": ("executor.py", "compute only what is new"),
-    "KVPool": ("kv_pool.py", "K/V of every page"),
+    "KVPool": ("kv_pool.py", "K/V of every slot"),
+}
+PLANES = {  # cluster title: its components
+    "control plane: what runs, where its K/V live\n(standard library only)":
+        ("Engine", "Scheduler", "Router", "RadixCache", "PageAllocator"),
+    "execution plane: forwards over the slots\nit is handed (torch, transformers)":
+        ("AttentionExecutor", "KVPool"),
 }
 
 
 def draw_architecture() -> graphviz.Digraph:
-    """The library's components and the numbered path of one request through them."""
-    graph = graphviz.Digraph("architecture", graph_attr={"rankdir": "LR", "fontname": "Helvetica"},
+    """The library's components in their two planes, and the numbered path of one request."""
+    graph = graphviz.Digraph("architecture", graph_attr={"rankdir": "TB", "fontname": "Helvetica",
+                                                         "nodesep": "0.5", "ranksep": "0.45"},
                              node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
-                                        "fillcolor": CACHED},
+                                        "fontsize": "12", "fillcolor": CACHED},
                              edge_attr={"fontname": "Helvetica", "fontsize": "10"})
-    for name, (module, role) in COMPONENTS.items():
-        graph.node(name, f"{name}\n{module}\n({role})", fillcolor=LOCKED if name == "KVPool" else CACHED)
+    for i, (title, names) in enumerate(PLANES.items()):
+        with graph.subgraph(name=f"cluster_{i}") as plane:
+            plane.attr(label=title, fontsize="11", style="rounded,dashed", color="#969696", labeljust="l")
+            for name in names:
+                module, role = COMPONENTS[name]
+                plane.node(name, f"{name}\n{module}\n({role})", fillcolor=LOCKED if name == "KVPool" else CACHED)
     for end in ("prompt", "tokens"):
         graph.node(end, shape="plaintext", style="")
     for tail, head, label in ARCHITECTURE:
         graph.edge(tail, head, label=label)
+    tail, head, label = PAGE_TO_SLOTS
+    graph.edge(tail, head, label=label, style="dashed", arrowhead="none", constraint="false")
     return graph

@@ -17,7 +17,6 @@ from radixlib.plots import (
 )
 from radixlib.replay import belady, replay
 from radixlib.router import Router
-from radixlib.source import show_source
 from radixlib.viz import EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, draw_pages, draw_tree, page_owners
 
 
@@ -126,16 +125,11 @@ def test_long_titles_are_wrapped_to_fit():
     assert len(lines) == 2 and max(map(len, lines)) <= TITLE_WIDTH and " ".join(lines) == title
 
 
-def test_show_source_is_the_library_source():
-    src = show_source(RadixCache.lock)
-    assert src.name == "radixlib.radix_cache.RadixCache.lock"
-    assert src.code.startswith("    def lock(self, node: TreeNode)")
-    assert "<span" in src._repr_html_() and repr(src).startswith("# radixlib.radix_cache")
-
-
 def test_architecture_draws_every_component_and_the_numbered_request_path():
-    from radixlib.viz import ARCHITECTURE, COMPONENTS, draw_architecture
+    from radixlib.viz import ARCHITECTURE, COMPONENTS, PAGE_TO_SLOTS, PLANES, draw_architecture
     source = draw_architecture().source
     assert all(f"{name}\n{module}" in source for name, (module, _) in COMPONENTS.items())
     steps = [label.split()[0] for _, _, label in ARCHITECTURE if label[0].isdigit()]
-    assert steps == ["1", "2", "3", "4", "5", "6"] and source.count(" -> ") == len(ARCHITECTURE)
+    assert steps == ["1", "2", "3", "4", "5", "6"] and source.count(" -> ") == len(ARCHITECTURE) + 1
+    assert f"{PAGE_TO_SLOTS[0]} -> {PAGE_TO_SLOTS[1]}" in source              # page ids index the pool
+    assert sorted(n for names in PLANES.values() for n in names) == sorted(COMPONENTS)

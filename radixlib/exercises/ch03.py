@@ -1,0 +1,2 @@
+"""Chapter 03 exercises (filled in as the chapter is written)."""
+EXERCISES: list = []
