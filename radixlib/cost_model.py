@@ -17,10 +17,13 @@ from .forward import ForwardRequest
 
 
 class CostModel:
+    """``vocab_size`` and ``max_context`` are the limits the engine checks prompts against
+    (``forward.Executor``); None, the default, accepts any non-negative id and any length."""
+
     def __init__(self, overhead: float = 5e-3, per_token: float = 5e-4, per_context: float = 1e-6,
-                 token: int = 0):
+                 token: int = 0, vocab_size: int | None = None, max_context: int | None = None):
         self.overhead, self.per_token, self.per_context = overhead, per_token, per_context
-        self.token = token
+        self.token, self.vocab_size, self.max_context = token, vocab_size, max_context
         self.seconds = 0.0
         self.computed_tokens = 0
 

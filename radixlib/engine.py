@@ -11,13 +11,14 @@ model, ``Engine(executor=CostModel())`` replays traces without one.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .forward import Executor, ForwardRequest
 from .pages import PageAllocator, slots_of
-from .radix_cache import RadixCache
+from .radix_cache import RadixCache, as_token_tuple
 from .request import Request, SamplingParams, Status
 from .router import Router
 from .scheduler import Batch, Extend, Scheduler
@@ -30,7 +31,7 @@ class Result(NamedTuple):
     cached_tokens: int           # prompt tokens served from the cache
     computed_tokens: int         # tokens run through the model (retried work included)
     ttft: float | None           # seconds from submission to the first token
-    error: str | None = None
+    error: str | None = None     # why the request was refused or failed (then tokens may be partial)
 
 
 @dataclass
@@ -64,6 +65,10 @@ class Engine:
     ``enable_cache=False`` turns prefix caching off (every request is a miss, nothing is kept).
     ``executor`` replaces the model (e.g. ``CostModel()`` for model-free trace replays);
     extra keywords go to the ``Scheduler`` (``max_prefill_tokens``, ``chunk_size``, ...).
+
+    Threads: ``generate`` holds a lock, so calls from several threads take turns (it is not
+    re-entrant: an executor must not call back into it). ``step`` and the scheduler's queue
+    are for one thread at a time.
     """
 
     def __init__(self, model=None, tokenizer=None, num_pages: int = 1024, page_size: int = 16,
@@ -77,12 +82,28 @@ class Engine:
         self.executor = executor or _model_executor(model, num_pages, page_size, self.allocator)
         self.stats = EngineStats(self.router, self.scheduler)
         self._next_rid = 0
+        self._lock = threading.Lock()
 
-    def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None) -> list[Result]:
-        """Run every prompt to completion; results in prompt order."""
-        requests = self._submit(prompts, params or SamplingParams())
-        while not self.scheduler.idle:
-            self.step()
+    def generate(self, prompts: Iterable[str | Sequence[int]], params: SamplingParams | None = None) -> list[Result]:
+        """Run every prompt to completion; results in prompt order.
+
+        A bad request is refused alone, before anything of it is queued: its ``Result.error``
+        names it and says why, and the other prompts run. Bad: a prompt that is not text or
+        non-negative integer ids, an id outside the executor's ``vocab_size``, prompt + new
+        tokens beyond its ``max_context`` or the pool. A bad call (``prompts`` one string,
+        ``params`` not a ``SamplingParams``) raises ``TypeError`` and changes nothing.
+        Whatever interrupts the loop (an exception, KeyboardInterrupt) first aborts every
+        queued request, releasing its pages and locks, so a later call starts clean.
+        """
+        params = _checked_call(prompts, params)
+        with self._lock:
+            try:
+                requests = self._submit(prompts, params)
+                while not self.scheduler.idle:
+                    self.step()
+            except BaseException as e:
+                self._abort_queued(f"{type(e).__name__} interrupted generate")
+                raise
         return [self._result(r) for r in requests]
 
     def step(self) -> Batch | None:
@@ -107,22 +128,54 @@ class Engine:
         self.router.check_invariants(self.scheduler.live_requests())
 
     # ------------------------------------------------------------- internals
-    def _submit(self, prompts, params: SamplingParams) -> list[Request]:
-        requests = [Request(self._next_rid + i, self._tokens(p), params, arrival=self.executor.clock())
-                    for i, p in enumerate(prompts)]
-        self._next_rid += len(requests)
+    def _submit(self, prompts: Iterable, params: SamplingParams) -> list[Request]:
+        """A request per prompt; the ones that can run are queued, the others refused."""
+        requests = [self._request(p, params) for p in prompts]
         for req in requests:
+            if req.error is not None:
+                continue
             try:
                 self.scheduler.add(req)
-            except ValueError as e:                 # can never fit: refuse it, run the rest
+            except ValueError as e:                 # can never fit the pool
                 req.status, req.error = Status.FAILED, str(e)
         return requests
 
-    def _tokens(self, prompt: str | Sequence[int]) -> list[int]:
-        tokens = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    def _request(self, prompt, params: SamplingParams) -> Request:
+        """A request for ``prompt``; FAILED, with ``error`` saying why, if the executor cannot run it."""
+        req = Request(self._next_rid, [], params, arrival=self.executor.clock())
+        self._next_rid += 1
+        try:
+            req.prompt = self._tokens(prompt)
+            self._check_context(req)
+        except (TypeError, ValueError) as e:
+            req.status, req.error = Status.FAILED, f"request {req.rid} refused: {e}"
+        return req
+
+    def _tokens(self, prompt: str | Iterable[int]) -> list[int]:
+        """The prompt's token ids: non-negative ints inside the executor's vocabulary."""
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise TypeError("a text prompt needs a tokenizer: Engine(model, tokenizer), or pass token ids")
+            prompt = self.tokenizer.encode(prompt)
+        elif not isinstance(prompt, Iterable):
+            raise TypeError(f"a prompt is a string or a list of token ids (generate takes a list of "
+                            f"prompts), got {type(prompt).__name__} {prompt!r:.40}")
+        tokens = list(prompt)
         if not tokens:
-            raise ValueError("empty prompt")
+            raise ValueError("empty prompt: a prompt needs at least one token")
+        tokens = list(as_token_tuple(tokens))
+        vocab = self.executor.vocab_size
+        if vocab is not None and max(tokens) >= vocab:
+            raise ValueError(f"token id {max(tokens)} is outside the vocabulary 0..{vocab - 1}")
         return tokens
+
+    def _check_context(self, req: Request) -> None:
+        """Prompt + new tokens within the model's positions (SGLang's
+        ``TokenizerManager._validate_one_request`` refuses the same, unless auto-truncating)."""
+        limit, new = self.executor.max_context, req.params.max_new_tokens
+        if limit is not None and len(req.prompt) + new > limit:
+            raise ValueError(f"{len(req.prompt)} prompt + {new} new tokens exceed the model's "
+                             f"context of {limit} tokens")
 
     def _forward(self, batch: Batch) -> list[int]:
         ps = self.allocator.page_size
@@ -154,6 +207,11 @@ class Engine:
         self.stats.prompt_tokens += len(req.prompt)
         self.stats.cached_tokens += req.cached_tokens
 
+    def _abort_queued(self, error: str) -> None:
+        """Fail every waiting and running request, releasing its pages and locks."""
+        for req in self.scheduler.running + self.scheduler.waiting:
+            self.scheduler.abort(req, error)
+
     def _fail_stuck(self) -> None:
         """Nothing can run but requests wait: the first one cannot be admitted at all."""
         if self.scheduler.waiting and not self.scheduler.running:
@@ -169,6 +227,16 @@ class Engine:
         text = self.tokenizer.decode(req.output) if self.tokenizer is not None and req.output else None
         ttft = None if req.first_token_at is None else req.first_token_at - req.arrival
         return Result(list(req.output), text, req.cached_tokens, req.computed_tokens, ttft, req.error)
+
+
+def _checked_call(prompts, params: SamplingParams | None) -> SamplingParams:
+    """``generate``'s arguments as a whole: a collection of prompts, one ``SamplingParams``."""
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Iterable):
+        raise TypeError(f"prompts must be a list of prompts (strings or token id lists), got "
+                        f"{type(prompts).__name__} {prompts!r:.40}; for one prompt pass [prompt]")
+    if params is not None and not isinstance(params, SamplingParams):
+        raise TypeError(f"params must be a SamplingParams, got {type(params).__name__}")
+    return params or SamplingParams()
 
 
 def _model_executor(model, num_pages: int, page_size: int, allocator: PageAllocator) -> Executor:

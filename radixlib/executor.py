@@ -136,7 +136,7 @@ class AttentionExecutor:
         if allocator is not None and allocator.num_slots != pool.num_slots:
             raise ValueError(f"allocator has {allocator.num_slots} slots, pool {pool.num_slots}")
         self.model, self.pool, self.allocator = model.eval(), pool, allocator
-        self.max_context = max_context(model.config)
+        self.vocab_size, self.max_context = model.config.vocab_size, max_context(model.config)
         AttentionInterface.register(ATTENTION_NAME, paged_attention)
         model.set_attn_implementation(ATTENTION_NAME)
 
@@ -183,7 +183,7 @@ class AttentionExecutor:
         batch = [r._replace(tokens=torch.as_tensor(r.tokens, dtype=torch.long).tolist(),
                             slots=torch.as_tensor(r.slots, dtype=torch.long)) for r in batch]
         for i, request in enumerate(batch):
-            check_request(request, i, self.model.config.vocab_size, self.max_context)
+            check_request(request, i, self.vocab_size, self.max_context)
             check_slots_in_range(request, i, self.pool.num_slots)
         check_writes_disjoint(batch)
         if self.allocator is not None:

@@ -39,7 +39,15 @@ class ForwardRequest(NamedTuple):
 
 
 class Executor(Protocol):
-    """What the engine needs from whatever computes the forwards."""
+    """What the engine needs from whatever computes the forwards.
+
+    Two limits let the engine refuse a request up front, alone, instead of failing the
+    batch it would have joined (None: no limit):
+    ``vocab_size``: prompt token ids must lie in ``0 .. vocab_size - 1``.
+    ``max_context``: prompt + new tokens must not exceed it (the model's positions).
+    """
+    vocab_size: int | None
+    max_context: int | None
 
     def prefill(self, batch: Sequence[ForwardRequest]) -> list[int]:
         """Compute every request's new tokens in one forward; each request's next token id."""

@@ -12,6 +12,9 @@ been prefilled, then one more per decode step. The last sampled token has no K/V
 from __future__ import annotations
 
 import enum
+import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,20 +22,59 @@ if TYPE_CHECKING:
     from .radix_cache import TreeNode
 
 
+MAX_SEED = 2 ** 63                      # seeds are mixed into 63-bit draw seeds (``sampling.draw_seed``)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick each next token; ``temperature == 0`` is greedy."""
-    max_new_tokens: int = 16
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[int, ...] = ()          # token ids that end the request (kept in the output)
-    seed: int = 0                       # per-request sampling stream: a re-run samples the same tokens
+    """How to pick each next token; ``temperature == 0`` is greedy.
+
+    Checked at construction (``TypeError`` for a wrong type, ``ValueError`` for a value out
+    of range), so a request never carries parameters the executor cannot use. The ranges
+    of temperature and top_p are SGLang's (``SamplingParams.verify``).
+    """
+    max_new_tokens: int = 16            # >= 1: the prefill already samples the first token
+    temperature: float = 0.0            # finite, >= 0
+    top_p: float = 1.0                  # in (0, 1]
+    stop: tuple[int, ...] = ()          # token ids that end the request (kept in the output); a list is converted
+    seed: int = 0                       # in [0, 2**63): a re-run samples the same tokens
 
     def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        check_int("max_new_tokens", self.max_new_tokens, 1)
+        check_int("seed", self.seed, 0)
+        if self.seed >= MAX_SEED:
+            raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed}")
+        check_real("temperature", self.temperature, lambda t: t >= 0, "a finite number >= 0")
+        check_real("top_p", self.top_p, lambda p: 0 < p <= 1, "a number in (0, 1]")
+        if not isinstance(self.stop, (tuple, list)):
+            raise TypeError(f"stop must be a tuple of token ids, got {type(self.stop).__name__} {self.stop!r}")
+        for token in self.stop:
+            check_int("a stop token id", token, 0)
+        object.__setattr__(self, "stop", tuple(self.stop))      # frozen: hashable, never shared
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, low: int, why: str = "") -> None:
+    """An int (bool is not one) ``>= low``; else an error naming ``name`` and what is expected.
+
+    Shared with ``Scheduler``'s options: TypeError for a wrong type, ValueError out of range.
+    """
+    expected = f"an int >= {low}" + (f" ({why})" if why else "")
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be {expected}, got {value}")
+
+
+def check_real(name: str, value, in_range: Callable[[float], bool], expected: str) -> None:
+    """A finite real number (bool is not one) for which ``in_range`` holds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and in_range(value)):
+        raise ValueError(f"{name} must be {expected}, got {value}")
 
 
 class Status(enum.Enum):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from .pages import OutOfPages, page_aligned, pages_needed
 from .radix_cache import TreeNode, common_prefix_len
-from .request import Request, Status
+from .request import Request, Status, check_int, check_real
 from .router import Router
 
 SCHEDULES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
@@ -61,8 +61,12 @@ class Scheduler:
                  new_token_ratio: float = 1.0, in_batch_threshold: int = 32, seed: int = 0):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
-        if min(max_prefill_tokens, chunk_size or max_prefill_tokens) < router.page_size:
-            raise ValueError("max_prefill_tokens and chunk_size must hold at least one page")
+        check_int("max_running", max_running, 1)
+        check_int("in_batch_threshold", in_batch_threshold, 0)
+        check_real("new_token_ratio", new_token_ratio, lambda r: 0 < r <= 1, "a number in (0, 1]")
+        check_int("max_prefill_tokens", max_prefill_tokens, router.page_size, "at least one page")
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, router.page_size, "at least one page")
         self.router, self.schedule = router, schedule
         self.page_size = router.page_size
         self.max_prefill_tokens, self.chunk_size = max_prefill_tokens, chunk_size

@@ -3,6 +3,7 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
+from radixlib import executor as executor_module
 from radixlib.engine import Engine
 from radixlib.models import seeded_model
 from radixlib.request import SamplingParams
@@ -82,7 +83,7 @@ class FlakyExecutor:
     """Wraps an executor; its ``fail_at``-th forward raises mid-batch."""
     def __init__(self, inner, fail_at: int):
         self.inner, self.fail_at, self.calls = inner, fail_at, 0
-        self.clock = inner.clock
+        self.clock, self.vocab_size, self.max_context = inner.clock, inner.vocab_size, inner.max_context
 
     def _run(self, fn, batch):
         self.calls += 1
@@ -112,6 +113,43 @@ def test_executor_failure_releases_the_batch_and_the_engine_stays_usable(referen
     assert [r.tokens for r in retry] == reference
 
 
-def test_empty_prompt_is_refused():
-    with pytest.raises(ValueError, match="empty prompt"):
-        engine().generate([[]])
+def assert_clean(eng: Engine) -> None:
+    """Nothing queued, nothing locked, every page free or in the tree."""
+    eng.check_invariants()
+    assert eng.scheduler.idle and eng.cache.protected_size == 0
+    assert eng.allocator.available + eng.cache.total_size // eng.allocator.page_size == eng.allocator.num_pages
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "request 1 refused: empty prompt"),
+    ([5, 6, 10 ** 6], "request 1 refused: token id 1000000 is outside the vocabulary 0..96"),
+    (list(range(90)) * 3, "request 1 refused: 270 prompt + 12 new tokens exceed the model's context of 256"),
+])
+def test_a_request_the_model_cannot_run_is_refused_alone(reference, bad, message):
+    eng = engine(num_pages=256, page_size=4)
+    good, refused, other = eng.generate([PROMPTS[0], bad, PROMPTS[1]], SamplingParams(max_new_tokens=NEW))
+    assert [good.tokens, other.tokens] == reference[:2] and good.error is other.error is None
+    assert refused.tokens == [] and refused.error.startswith(message)
+    assert_clean(eng)
+
+
+@pytest.mark.parametrize("target, name, k", [("executor", "prefill", 1), ("module", "sample", 5),
+                                             ("router", "cache_unfinished", 2), ("executor", "decode", 3)])
+def test_an_interrupt_inside_the_model_leaves_nothing_behind(reference, monkeypatch, target, name, k):
+    eng = engine(num_pages=64, page_size=4)
+    owner = {"executor": eng.executor, "router": eng.router, "module": executor_module}[target]
+    original, calls = getattr(owner, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+    assert_clean(eng)
+    results = eng.generate(PROMPTS, SamplingParams(max_new_tokens=NEW))
+    assert [r.tokens for r in results] == reference
+    assert_clean(eng)
