@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import sys
 from html import escape
 from importlib.metadata import version
 from pathlib import Path
@@ -74,13 +75,21 @@ def beside(ours, module: str, qualname: str) -> SideBySide:
 def module_file(module: str) -> Path:
     """The file of ``module`` inside its top-level package, found without importing anything."""
     top, *rest = module.split(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"{top} is not installed (the Makefile installs sglang==0.5.12)")
-    path = Path(spec.submodule_search_locations[0]).joinpath(*rest).with_suffix(".py")
+    path = Path(_package_dir(top)).joinpath(*rest).with_suffix(".py")
     if not path.is_file():
         raise ModuleNotFoundError(f"{module} is not in the installed {top}")
     return path
+
+
+def _package_dir(top: str) -> str:
+    """Where package ``top`` lives; a package already registered (even bare) is asked first."""
+    locations = getattr(sys.modules.get(top), "__path__", None)
+    if not locations:
+        spec = importlib.util.find_spec(top)
+        locations = spec.submodule_search_locations if spec else None
+    if not locations:
+        raise ModuleNotFoundError(f"{top} is not installed (the Makefile installs sglang==0.5.12)")
+    return list(locations)[0]
 
 
 def _find(tree: ast.AST, names: list[str], full: str) -> ast.AST:

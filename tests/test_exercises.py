@@ -37,6 +37,8 @@ def solution(number: str, name: str):
 WRONG = {
     "slots_of": lambda pages, page_size, n: [p * page_size + i for p in pages for i in range(page_size)],
     "kv_bytes_per_token": lambda layers, heads, dim, size: layers * heads * dim * size,   # forgot V
+    "first_500_hit_rate": 0.5,
+    "cold_starts": 2211,                 # without the len-1 cap: a repeated prompt would hit fully
 }
 
 
@@ -81,7 +83,8 @@ def test_the_chapter_holds_stubs_and_its_checks_say_not_answered_yet(number):
         for name in CHECK.findall("".join(cell["source"])):
             stub = "".join(before["source"])
             assert "# your code here" in stub and ("..." in stub or "NotImplementedError" in stub), name
-            checked[name] = "".join(o.get("text", "") for o in cell["outputs"])
+            checked[name] = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                                    for o in cell["outputs"])
     assert set(checked) == names
     assert all(text.startswith("not answered yet") for text in checked.values()), checked
 
