@@ -33,13 +33,9 @@ def solution(number: str, name: str):
     return getattr(module, name)
 
 
-# A plausible wrong answer per exercise: each must be caught, with the case that shows it.
-WRONG = {
-    "slots_of": lambda pages, page_size, n: [p * page_size + i for p in pages for i in range(page_size)],
-    "kv_bytes_per_token": lambda layers, heads, dim, size: layers * heads * dim * size,   # forgot V
-    "first_500_hit_rate": 0.5,
-    "cold_starts": 2211,                 # without the len-1 cap: a repeated prompt would hit fully
-}
+def wrong_answer(number: str, name: str):
+    """The chapter's plausible wrong answer (tests/wrong_answers/chNN.py): it must be caught."""
+    return importlib.import_module(f"wrong_answers.ch{number}").WRONG[name]
 
 
 @pytest.mark.parametrize("number, name", chapter_exercises())
@@ -50,7 +46,7 @@ def test_the_solution_passes(number, name):
 
 @pytest.mark.parametrize("number, name", chapter_exercises())
 def test_a_wrong_answer_fails_naming_the_first_differing_case(number, name):
-    verdict = check(name, WRONG[name])
+    verdict = check(name, wrong_answer(number, name))
     assert verdict.status == "wrong" and verdict.message.startswith("not yet: ")
     if exercise(name).kind == "implement":
         assert f"{name}(" in verdict.message and ", expected " in verdict.message

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import copy
 import math
+import pkgutil
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any, NamedTuple
 
-CHAPTERS = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
+CHAPTERS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ch")))
 ARG_WIDTH = 70                    # characters of an argument shown in a message
 
 
