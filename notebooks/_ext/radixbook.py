@@ -1,8 +1,8 @@
 """The book's Sphinx extension (``_config.yml`` loads it): what the chapters cannot say themselves.
 
-- ``chapter-table``, a directive: every chapter with its one-line summary, read from the
-  README's chapter table at build time, so a new chapter needs only its README row (the
-  table of contents finds its notebook by name, ``_toc.yml``).
+- ``chapter-table``, a directive: every chapter (by its own title) with its one-line summary,
+  read from the README's chapter table at build time, so a new chapter needs only its README
+  row (the table of contents finds its notebook by name, ``_toc.yml``).
 - The cache lab: a widget needs a kernel, and its output in a chapter is a widget view with no
   stored state, blank on a static page. The book puts a note there instead, saying that the
   reader steps it in JupyterLab and that the cells after it drive the same lab from code.
@@ -24,28 +24,26 @@ WIDGET_VIEW = '<script type="application/vnd.jupyter.widget-view+json">'
 NBVAL_COMMENT = re.compile(r"^# NBVAL_\w+.*\n?", re.MULTILINE)
 CHAPTER_DOC = re.compile(r"^\d\d_")
 # A row of the README's chapter table: | [NN Title](notebooks/NN_name.ipynb) | summary |
-ROW = re.compile(r"^\|\s*\[(?P<title>[^\]]+)\]\(notebooks/(?P<doc>\d\d_[^)/]+)\.ipynb\)\s*"
+ROW = re.compile(r"^\|\s*\[[^\]]+\]\(notebooks/(?P<doc>\d\d_[^)/]+)\.ipynb\)\s*"
                  r"\|\s*(?P<summary>.+?)\s*\|\s*$")
 
 logger = logging.getLogger(__name__)
 
 
 class Chapter(NamedTuple):
-    """One README row: the chapter's document name (``02_the_radix_tree``), title and summary."""
+    """One README row: the chapter's document name (``02_the_radix_tree``) and its summary."""
     doc: str
-    title: str
     summary: str
 
 
 def chapters(readme: str) -> list[Chapter]:
     """The chapter rows of the README's table, in order."""
-    return [Chapter(m["doc"], m["title"], m["summary"]) for m in map(ROW.match, readme.splitlines()) if m]
+    return [Chapter(m["doc"], m["summary"]) for m in map(ROW.match, readme.splitlines()) if m]
 
 
 def table_markdown(rows: list[Chapter]) -> list[str]:
-    """The rows as a MyST table whose first column links to each chapter's page."""
-    return ["| chapter | you will learn |", "|---|---|",
-            *(f"| [{c.title}]({c.doc}.ipynb) | {c.summary} |" for c in rows)]
+    """The rows as a MyST table whose first column links to each chapter's page, titled as the page is."""
+    return ["| chapter | you will learn |", "|---|---|", *(f"| {{doc}}`{c.doc}` | {c.summary} |" for c in rows)]
 
 
 class ChapterTable(SphinxDirective):
