@@ -21,9 +21,10 @@ test: $(STAMP) dot chromium lint
 	$(PY) -m pytest
 
 # The static HTML edition (notebooks/_config.yml, Jupyter Book 1) into _build/html: the chapters'
-# committed outputs, nothing executed, nothing fetched. tests/browser/test_book.py builds it the same way.
+# committed outputs, nothing executed, nothing fetched. --all: every page anew (Sphinx skips copying
+# a changed stylesheet when no page changed). tests/browser/test_book.py builds it the same way.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build notebooks --path-output . --warningiserror --keep-going
+	$(VENV)/bin/jupyter-book build notebooks --path-output . --all --warningiserror --keep-going
 	@echo "The book is built: open _build/html/index.html in a browser."
 
 lint: $(STAMP)

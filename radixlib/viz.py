@@ -14,6 +14,7 @@ Colours (one palette for tree and pool)::
 """
 from __future__ import annotations
 
+import base64
 from html import escape
 from typing import NamedTuple, Protocol
 
@@ -116,7 +117,7 @@ class LabSteps(NamedTuple):
     def _repr_html_(self) -> str:
         caption = '<figcaption style="text-align: left; margin: 0 0 0.4em 0"><b>{}</b>: {}</figcaption>'
         figures = "".join(f'<figure style="margin: 0 0 1.5em 0">{caption.format(escape(step), escape(message))}'
-                          f"{inline_svg(drawing)}</figure>"
+                          f"{svg_image(drawing)}</figure>"
                           for step, message, drawing in zip(self.steps, self.messages, self.drawings))
         return f'<div class="cache-lab-steps">{figures}</div>'
 
@@ -144,6 +145,13 @@ def _arg_text(arg: object) -> str:
     if isinstance(arg, str):
         return f' "{arg}"'
     return f" {arg}" if isinstance(arg, int) else ""
+
+
+def svg_image(graph: graphviz.Digraph) -> str:
+    """The drawing as an ``<img>`` holding its SVG (a data URL): JupyterLab keeps it in an untrusted
+    notebook's HTML output, where it strips an inline ``<svg>``."""
+    data = base64.b64encode(graph.pipe(format="svg")).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" style="max-width: 100%" alt="{escape(graph.name)}">'
 
 
 def inline_svg(graph: graphviz.Digraph) -> str:
