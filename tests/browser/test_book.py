@@ -53,7 +53,8 @@ def test_book_page_loads_everything_locally(book_site: BookSite, page: Page, nam
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_shows_every_figure_and_a_note_for_each_widget(book_site: BookSite, page: Page,
                                                                 chapter: str) -> None:
-    """Each drawing/plot output of the notebook is an image on the page; each widget view is a note."""
+    """Each drawing/plot output of the notebook is an image on the page; each widget view is a note;
+    the notebook test's ``# NBVAL_...`` comments are not in the code shown."""
     figures, widgets = rendered_outputs(ROOT / "notebooks" / f"{chapter}.ipynb")
     page.goto(book_site.page_url(chapter), wait_until="networkidle")
     assert page.locator(".cell_output img:not(.text_html img)").count() == figures
@@ -61,6 +62,7 @@ def test_chapter_shows_every_figure_and_a_note_for_each_widget(book_site: BookSi
     assert notes.count() == widgets
     if widgets:
         assert "JupyterLab" in notes.first.inner_text()
+    assert not [code for code in page.locator(".cell_input").all_inner_texts() if "NBVAL_" in code]
 
 
 def test_front_page_lists_every_chapter_with_its_readme_summary(book_site: BookSite, page: Page) -> None:
