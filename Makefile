@@ -1,5 +1,6 @@
-# Two commands do all set-up:  `make lab` (open the chapters)  and  `make test` (run every test).
-# Both build .venv once and are quick when it is already up to date.
+# Two commands do all set-up:  `make lab` (open the chapters)  and  `make test` (run every test);
+# `make book` builds the chapters' static HTML edition. All build .venv once and are quick when it
+# is already up to date.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -11,13 +12,20 @@ PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 # installed without its dependencies (its own torch/transformers pins would replace ours).
 SGLANG := sglang==0.5.12
 
-.PHONY: lab test lint bench figures dot chromium clean
+.PHONY: lab test book lint bench figures dot chromium clean
 
 lab: $(STAMP) dot
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP) dot chromium lint
 	$(PY) -m pytest
+
+# The static HTML edition (notebooks/_config.yml, Jupyter Book 1) into _build/html: the chapters'
+# committed outputs, nothing executed, nothing fetched. --all: every page anew (Sphinx skips copying
+# a changed stylesheet when no page changed). tests/browser/test_book.py builds it the same way.
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build notebooks --path-output . --all --warningiserror --keep-going
+	@echo "The book is built: open _build/html/index.html in a browser."
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -32,7 +40,7 @@ figures: $(STAMP) dot
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[model,lab,test]'
+	$(PIP) -e '.[model,lab,test,book]'
 	$(PIP) --no-deps '$(SGLANG)'
 	touch $(STAMP)
 
@@ -49,4 +57,4 @@ chromium:
 	@$(call apt,chromium,chromium) || echo "chromium is missing, so the browser test will be skipped: 'sudo apt-get install chromium' runs it"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis _build

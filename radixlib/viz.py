@@ -1,7 +1,9 @@
 """Seeing the cache: the radix tree, the page pool and the architecture as graphviz drawings.
 
-Every function returns a ``graphviz.Digraph`` (it renders as SVG in a notebook). Nothing
-here changes a cache. Plots are in ``plots.py``; the library's source in ``source.py``.
+Every ``draw_*`` function returns a ``graphviz.Digraph`` (it renders as SVG in a notebook),
+except ``draw_lab_steps``: a lab's whole history, one drawing a step, for pages without a
+kernel. Nothing here changes a cache. Plots are in ``plots.py``; the library's source in
+``source.py``.
 
 Colours (one palette for tree and pool)::
 
@@ -12,6 +14,7 @@ Colours (one palette for tree and pool)::
 """
 from __future__ import annotations
 
+import base64
 from html import escape
 from typing import NamedTuple, Protocol
 
@@ -93,9 +96,68 @@ def draw_tree(cache: RadixCache, tokenizer: Tokenizer | None = None,
     return graph
 
 
-def draw_lab(lab: CacheLab) -> graphviz.Digraph:
+def draw_lab(lab: CacheLab, legend: bool = True) -> graphviz.Digraph:
     """The lab's current tree, its last match highlighted, words decoded."""
-    return draw_tree(lab.cache, lab.tokenizer, highlight=lab.matched)
+    return draw_tree(lab.cache, lab.tokenizer, highlight=lab.matched, legend=legend)
+
+
+class LabSteps(NamedTuple):
+    """A lab's history as drawings: the tree after each step, under what the step did.
+
+    What the cache lab widget shows click by click, for a page with no kernel to run it (the
+    static book): captioned SVG drawings in a notebook, one line a step as text.
+    """
+    steps: tuple[str, ...]            # '2. insert "the cat ate"'
+    messages: tuple[str, ...]         # the lab's log line for that step
+    drawings: tuple[graphviz.Digraph, ...]
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{step}: {message}" for step, message in zip(self.steps, self.messages))
+
+    def _repr_html_(self) -> str:
+        caption = '<figcaption style="text-align: left; margin: 0 0 0.4em 0"><b>{}</b>: {}</figcaption>'
+        figures = "".join(f'<figure style="margin: 0 0 1.5em 0">{caption.format(escape(step), escape(message))}'
+                          f"{svg_image(drawing)}</figure>"
+                          for step, message, drawing in zip(self.steps, self.messages, self.drawings))
+        return f'<div class="cache-lab-steps">{figures}</div>'
+
+
+def draw_lab_steps(lab: CacheLab) -> LabSteps:
+    """``draw_lab`` after every step of ``lab``'s history (1 .. last), leaving the lab where it was.
+
+    The colour key is drawn once, beside the last step's tree.
+    """
+    position, last = lab.position, len(lab.history) - 1
+    steps, messages, drawings = [], [], []
+    try:
+        for step in range(1, last + 1):
+            frame = lab.goto(step)
+            steps.append(f"{step}. {frame.action}{_arg_text(frame.arg)}")
+            messages.append(frame.message)
+            drawings.append(draw_lab(lab, legend=step == last))
+    finally:
+        lab.goto(position)
+    return LabSteps(tuple(steps), tuple(messages), tuple(drawings))
+
+
+def _arg_text(arg: object) -> str:
+    """A step's argument as a caption shows it: a prompt quoted, a number as is, a config not at all."""
+    if isinstance(arg, str):
+        return f' "{arg}"'
+    return f" {arg}" if isinstance(arg, int) else ""
+
+
+def svg_image(graph: graphviz.Digraph) -> str:
+    """The drawing as an ``<img>`` holding its SVG (a data URL): JupyterLab keeps it in an untrusted
+    notebook's HTML output, where it strips an inline ``<svg>``."""
+    data = base64.b64encode(graph.pipe(format="svg")).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" style="max-width: 100%" alt="{escape(graph.name)}">'
+
+
+def inline_svg(graph: graphviz.Digraph) -> str:
+    """The drawing as an ``<svg>`` element for HTML: no XML prolog, shrunk to the cell's width."""
+    svg = graph.pipe(format="svg", encoding="utf-8")
+    return svg[svg.index("<svg"):].replace("<svg ", '<svg style="max-width: 100%; height: auto" ', 1)
 
 
 def _match_attrs(on_path: bool) -> dict[str, str]:

@@ -12,7 +12,7 @@ from IPython.display import display
 
 from .eviction import POLICIES
 from .lab import ACTIONS, CacheLab, LabConfig
-from .viz import draw_lab, draw_pages
+from .viz import draw_lab, draw_pages, inline_svg
 
 
 class CacheLabView:
@@ -66,8 +66,8 @@ class CacheLabView:
         self.history.max = len(self.lab.history) - 1
         self.history.value = self.lab.position
         self.log.value = f"<b>{frame.action}</b>: {escape(frame.message)}"
-        self.tree.value = _inline_svg(draw_lab(self.lab))
-        self.pages.value = _inline_svg(draw_pages(self.lab.cache))
+        self.tree.value = inline_svg(draw_lab(self.lab))
+        self.pages.value = inline_svg(draw_pages(self.lab.cache))
 
     def _arg(self, action: str):
         if action in ("insert", "match"):
@@ -81,8 +81,3 @@ class CacheLabView:
     def _ipython_display_(self) -> None:
         display(self.box)
 
-
-def _inline_svg(graph) -> str:
-    """The drawing as an ``<svg>`` element for HTML: no XML prolog, shrunk to the cell's width."""
-    svg = graph.pipe(format="svg", encoding="utf-8")
-    return svg[svg.index("<svg"):].replace("<svg ", '<svg style="max-width: 100%; height: auto" ', 1)

@@ -22,7 +22,7 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower().replace("_", "-"), spec.replace(" ", "")
 
 
-def pip_requirements(extras=("model", "lab", "test")) -> dict[str, str]:
+def pip_requirements(extras=("model", "lab", "test", "book")) -> dict[str, str]:
     reqs = PROJECT["dependencies"] + [r for e in extras for r in PROJECT["optional-dependencies"][e]]
     return dict(map(_split, reqs))
 

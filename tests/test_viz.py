@@ -1,12 +1,13 @@
 """draw_tree / draw_pages on a known state: node count, labels, colours; plots; show_source."""
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
 from radixlib import PageAllocator, RadixCache
-from radixlib.lab import WordTokenizer
+from radixlib.lab import CacheLab, LabConfig, WordTokenizer
 from radixlib.plots import (
     TITLE_WIDTH,
     plot_cached_vs_computed,
@@ -17,7 +18,18 @@ from radixlib.plots import (
 )
 from radixlib.replay import belady, replay
 from radixlib.router import Router
-from radixlib.viz import EVICTABLE, FREE, LOCKED, MATCHED, REQUEST, VICTIM, draw_pages, draw_tree, page_owners
+from radixlib.viz import (
+    EVICTABLE,
+    FREE,
+    LOCKED,
+    MATCHED,
+    REQUEST,
+    VICTIM,
+    draw_lab_steps,
+    draw_pages,
+    draw_tree,
+    page_owners,
+)
 
 
 def serve(cache: RadixCache, tokens: list[int]) -> None:
@@ -82,6 +94,36 @@ def test_draw_tree_decodes_with_a_tokenizer():
     serve(cache, tok.encode("the cat sat"))
     assert '\\"the cat sat\\"' in nodes_of(draw_tree(cache, tokenizer=tok))["n1"]
     assert tok.decode(tok.encode("sat the")) == "sat the"
+
+
+def test_draw_lab_steps_draws_the_tree_after_each_step_and_leaves_the_lab_where_it_was():
+    lab = CacheLab(LabConfig(num_pages=12, page_size=1))
+    for action, arg in [("insert", "the cat sat"), ("insert", "the cat ate"), ("match", "the cat"), ("evict", 1)]:
+        lab.step(action, arg)
+    lab.goto(2)
+    steps = draw_lab_steps(lab)
+    assert lab.position == 2
+    assert steps.steps == ('1. insert "the cat sat"', '2. insert "the cat ate"', '3. match "the cat"', "4. evict 1")
+    assert steps.messages == tuple(frame.message for frame in lab.history[1:])
+    boxes = [nodes_of(drawing) for drawing in steps.drawings]
+    # 1: one leaf; 2: "the cat" split off, new leaf "ate"; 3: match, no split; 4: the LRU leaf "sat" evicted
+    assert [sorted(b.keys() - {"legend"}) for b in boxes] == [["n0", "n1"], ["n0", "n1", "n2", "n3"],
+                                                              ["n0", "n1", "n2", "n3"], ["n0", "n2", "n3"]]
+    assert [f'color="{MATCHED}"' in b.get("n2", "") for b in boxes] == [False, False, True, True]
+    assert ["legend" in b for b in boxes] == [False, False, False, True]          # the key once, at the end
+
+
+def test_lab_steps_show_as_captioned_svgs_in_html_and_one_line_a_step_as_text():
+    lab = CacheLab(LabConfig(num_pages=12, page_size=1))
+    lab.step("insert", "a <b> & c")
+    lab.step("match", "a")
+    steps = draw_lab_steps(lab)
+    html = steps._repr_html_()
+    images = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == html.count("<figcaption") == 2 and "<svg" not in html   # JupyterLab strips inline SVG
+    assert "<title>n1</title>" in base64.b64decode(images[0]).decode() == steps.drawings[0].pipe("svg").decode()
+    assert "&lt;b&gt; &amp; c" in html and "<b> &" not in html                    # prompts are escaped
+    assert repr(steps).splitlines() == [f"{s}: {m}" for s, m in zip(steps.steps, steps.messages)]
 
 
 def test_draw_tree_renders_svg(known):

@@ -1,12 +1,16 @@
-"""Fixtures for the real-browser tests: a throwaway JupyterLab server and a headless Chromium page.
+"""Fixtures for the real-browser tests: a throwaway JupyterLab server, the static book built and
+served on 127.0.0.1, and a headless Chromium page.
 
 Everything lives in pytest's temporary folder: fresh Jupyter config, data, runtime, IPython,
-settings and workspace dirs, a random token and a free local port, so nothing in the repository
-or the home directory is read or written. Without Playwright or Debian's ``chromium`` the tests
-skip with a one-line reason, unless ``REQUIRE_BROWSER=1`` (CI), where they fail instead.
+settings and workspace dirs, a random token and a free local port; the book is built from the
+committed chapters into its own folder. Nothing in the repository or the home directory is
+read or written. Without Playwright, Debian's ``chromium`` or (for the book) Jupyter Book the
+tests skip with a one-line reason, unless ``REQUIRE_BROWSER=1`` (CI), where they fail instead.
 """
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.util
 import json
 import os
@@ -15,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +33,8 @@ from helpers import skip_or_fail
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+BOOK_BUILD_S = 240           # Jupyter Book renders the eight chapters in ~15 s here
 SERVER_START_S = 60          # JupyterLab answers /api/status well within this on 2 cores
 SERVER_STOP_S = 10           # then SIGKILL
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -151,6 +158,63 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=SERVER_STOP_S)
+
+
+@dataclass(frozen=True)
+class BookSite:
+    """The built book served over HTTP: its base URL, its HTML folder, where screenshots go."""
+    url: str
+    html: Path
+    screenshots: Path
+
+    def page_url(self, name: str) -> str:
+        """The URL of page ``name`` (``index``, ``02_the_radix_tree``, ``references``)."""
+        return f"{self.url}/{name}.html"
+
+
+def book_missing() -> str | None:
+    """Why the book cannot be built here, or None when Jupyter Book is installed."""
+    if importlib.util.find_spec("jupyter_book") is None:
+        return "Jupyter Book is not installed (pip install -e '.[book]')"
+    return None
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The book built from the committed chapters, as ``make book`` builds it, into a temporary folder.
+
+    Warnings are errors: a broken cross-reference or a chapter without a README row fails the build.
+    """
+    skip_or_fail(book_missing(), "REQUIRE_BROWSER")
+    out = tmp_path_factory.mktemp("book")
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(NOTEBOOKS),
+               "--path-output", str(out), "--warningiserror", "--keep-going"]
+    build = subprocess.run(command, capture_output=True, text=True, timeout=BOOK_BUILD_S)
+    assert build.returncode == 0, f"the book build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def book_site(book_html: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookSite]:
+    """``book_html`` served by a plain HTTP server on 127.0.0.1 (a free port), stopped afterwards."""
+    handler = functools.partial(QuietHandler, directory=str(book_html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield BookSite(f"http://127.0.0.1:{server.server_address[1]}", book_html,
+                       tmp_path_factory.mktemp("book-screenshots"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=SERVER_STOP_S)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without a log line per request."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture
