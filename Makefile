@@ -32,7 +32,7 @@ figures: $(STAMP) dot
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[model,lab,test]'
+	$(PIP) -e '.[model,lab,test,cluster]'
 	$(PIP) --no-deps '$(SGLANG)'
 	touch $(STAMP)
 
