@@ -32,9 +32,9 @@ ABS_THRESHOLDS = (0, 1, 2, 4, 8, 16, 32)              # balance_abs_threshold, r
 
 def row(run: ClusterRun, seconds: float, capacity: float) -> dict:
     return {"workers": run.num_workers, "capacity": capacity, "policy": run.policy,
-            "hit_rate": round(run.hit_rate, 4), "imbalance": round(run.imbalance, 3),
-            "mean_ttft": round(run.mean_ttft, 3), "p90_ttft": round(run.ttft_quantile(0.9), 3),
-            "global_hit_rate": round(run.global_hit_rate, 4), "rules": run.rules, "seconds": round(seconds, 1)}
+            "hit_rate": round(run.hit_rate, 6), "imbalance": round(run.imbalance, 4),
+            "mean_ttft": round(run.mean_ttft, 4), "p90_ttft": round(run.ttft_quantile(0.9), 4),
+            "global_hit_rate": round(run.global_hit_rate, 6), "rules": run.rules, "seconds": round(seconds, 1)}
 
 
 def timed(fn, *args, **kwargs) -> tuple[ClusterRun, float]:
@@ -64,7 +64,7 @@ def sweep(arrivals, total_pages: int) -> list[dict]:
         run = run_cluster(arrivals, 4, total_pages, "cache_aware", config=config)
         out.append({"cache_threshold": config.cache_threshold, "balance_abs_threshold": config.balance_abs_threshold,
                     "balance_rel_threshold": config.balance_rel_threshold, "low_match": config.low_match,
-                    "hit_rate": round(run.hit_rate, 4), "imbalance": round(run.imbalance, 3),
+                    "hit_rate": round(run.hit_rate, 6), "imbalance": round(run.imbalance, 4),
                     "mean_ttft": round(run.mean_ttft, 3)})
     return out
 

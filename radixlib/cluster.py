@@ -529,6 +529,8 @@ class Cluster:
 
     def _cached_at_arrival(self, prompt: list[int], chosen: int) -> tuple[int, int]:
         """Prompt tokens the chosen worker holds, and the most any worker holds (all but the last token)."""
+        if len(prompt) < 2:
+            return 0, 0
         held = [w.cache.cached_len(prompt[:-1]) for w in self.workers]
         return held[chosen], max(held)
 

@@ -3,15 +3,18 @@ rules on their edges, the other policies, and cluster replays (conservation, inv
 the derived random-routing hit rate, bad input refused alone)."""
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from radixlib import PageAllocator, RadixCache
 from radixlib.cluster import (
     ApproxTree,
     Arrival,
@@ -32,6 +35,7 @@ from radixlib.cluster import (
 )
 from radixlib.reference.gateway import SCENARIOS, simulate
 from radixlib.request import Status
+from radixlib.router import Router
 from radixlib.workloads import few_shot, shared_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,9 +251,10 @@ def test_a_request_too_long_for_a_worker_is_refused_alone():
     cluster.submit(Arrival(0.0, list(range(32)), 2))
     cluster.submit(Arrival(0.1, list(range(500)), 2))           # needs 33 pages of 8
     cluster.submit(Arrival(0.2, list(range(32)), 2))
+    cluster.submit(Arrival(0.3, [7], 1))                          # one token: nothing to match, still served
     cluster.drain()
     statuses = [r.status for r in cluster.requests]
-    assert statuses == [Status.FINISHED, Status.FAILED, Status.FINISHED]
+    assert statuses == [Status.FINISHED, Status.FAILED, Status.FINISHED, Status.FINISHED]
     assert "needs" in cluster.requests[1].error
     for worker in cluster.workers:
         worker.check_invariants()
@@ -259,3 +264,31 @@ def test_a_request_too_long_for_a_worker_is_refused_alone():
 def test_imbalance_is_max_over_mean_of_average_loads():
     assert imbalance([[2, 0], [2, 0]]) == 2.0
     assert imbalance([[1, 1, 1]]) == 1.0 and imbalance([]) == 1.0 and imbalance([[0, 0]]) == 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=12), min_size=1, max_size=8),
+       st.lists(st.integers(0, 3), min_size=1, max_size=12), st.sampled_from([1, 2, 4]))
+def test_cached_len_is_the_match_length_and_changes_nothing(prompts, probe, page_size):
+    """``RadixCache.cached_len`` (the global index's look into a worker) = ``match_prefix``'s length,
+    without refreshing access times or splitting a node."""
+    router = Router(RadixCache(PageAllocator(64, page_size)))
+    for prompt in prompts:
+        router.serve(prompt)
+    before = snapshot(router.cache)
+    length = router.cache.cached_len(probe)
+    assert snapshot(router.cache) == before
+    assert length == copy.deepcopy(router.cache).match_prefix(probe).prefix_len
+
+
+def test_cluster_plots_draw_every_policy_and_label_each_spot_once():
+    from radixlib.plots import plot_cluster_hit_rates, plot_tradeoff
+    fig = plot_cluster_hit_rates({"round_robin": [(2, 0.4), (4, 0.2)], "one big worker": [(2, 0.6), (4, 0.6)]}, "t")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["round_robin", "one big worker"]
+    assert list(ax.get_lines()[0].get_ydata()) == [40.0, 20.0] and ax.get_legend() is not None
+    fig = plot_tradeoff({"a": [("0.1", 2.0, 0.5), ("0.3", 2.0, 0.5)], "b": [("abs 0", 1.3, 0.3)]}, "t",
+                        bound=0.6, marked=("defaults", 2.0, 0.5))
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.1", "abs 0"]      # "0.3" sits on "0.1"
+    assert "defaults" in [line.get_label() for line in ax.get_lines()] and ax.get_xlabel().startswith("load")
