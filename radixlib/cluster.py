@@ -47,7 +47,7 @@ from typing import NamedTuple, Protocol
 from .cost_model import CostModel
 from .engine import Engine
 from .pages import page_aligned
-from .radix_cache import common_prefix_len
+from .radix_cache import as_token_tuple, common_prefix_len
 from .replay import prefix_page_ids
 from .request import Request, SamplingParams, Status, check_int, check_real
 from .workloads import block_tokens, load_mooncake
@@ -487,14 +487,15 @@ class Cluster:
     def submit(self, arrival: Arrival) -> Decision:
         """Run the workers up to ``arrival.time``, route the request, queue it on its worker.
 
-        A request the worker can never fit is refused alone (``Status.FAILED``), as
-        ``Engine.generate`` refuses it; the router has already recorded it, as the real one does.
+        A bad arrival (empty or negative token ids, ``max_new_tokens`` < 1, a time before the
+        previous arrival's) raises before anything changes. A request the worker can never fit
+        is refused alone (``Status.FAILED``), as ``Engine.generate`` refuses it; the router has
+        already recorded it, as the real one does.
         """
+        req = self._request(arrival)
         self.advance(arrival.time)
         loads = self.loads()
-        decision = self.router.choose(routing_text(arrival.tokens), loads, arrival.time)
-        req = Request(len(self.requests), list(arrival.tokens), SamplingParams(max_new_tokens=arrival.max_new_tokens),
-                      arrival=arrival.time)
+        decision = self.router.choose(routing_text(req.prompt), loads, arrival.time)
         self.hits.append(self._cached_at_arrival(req.prompt, decision.worker))
         try:
             self.workers[decision.worker].scheduler.add(req)
@@ -504,6 +505,13 @@ class Cluster:
         self.requests.append(req)
         self.decisions.append(decision)
         return decision
+
+    def _request(self, arrival: Arrival) -> Request:
+        """The request for ``arrival``, checked (``ValueError``/``TypeError``) before it is routed."""
+        last = self.requests[-1].arrival if self.requests else float("-inf")
+        check_real("arrival time", arrival.time, lambda t: t >= last, f"a number >= the previous arrival's ({last})")
+        params = SamplingParams(max_new_tokens=arrival.max_new_tokens)
+        return Request(len(self.requests), list(as_token_tuple(arrival.tokens)), params, arrival=arrival.time)
 
     def advance(self, until: float) -> None:
         """Every worker runs the forwards that start before ``until``; an idle one waits until then."""
@@ -517,9 +525,11 @@ class Cluster:
             _run(worker, float("inf"))
 
     def result(self) -> ClusterRun:
-        prompt = sum(len(r.prompt) for r in self.requests)
+        """The replay's measures (the hit rate over finished requests, as ``EngineStats``)."""
+        served = sum(w.stats.prompt_tokens for w in self.workers)
         cached = sum(w.stats.cached_tokens for w in self.workers)
-        return ClusterRun(self.policy, self.num_workers, cached / prompt if prompt else 0.0,
+        prompt = sum(len(r.prompt) for r in self.requests)
+        return ClusterRun(self.policy, self.num_workers, cached / served if served else 0.0,
                           imbalance(self.samples),
                           [r.first_token_at - r.arrival for r in self.requests if r.first_token_at is not None],
                           list(self.decisions),

@@ -292,3 +292,23 @@ def test_cluster_plots_draw_every_policy_and_label_each_spot_once():
     ax = fig.axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["0.1", "abs 0"]      # "0.3" sits on "0.1"
     assert "defaults" in [line.get_label() for line in ax.get_lines()] and ax.get_xlabel().startswith("load")
+
+
+@pytest.mark.parametrize("arrival, error", [
+    (Arrival(1.0, [], 2), ValueError), (Arrival(1.0, [3, -1], 2), ValueError), (Arrival(1.0, [3, "a"], 2), TypeError),
+    (Arrival(1.0, [3, 4], 0), ValueError), (Arrival(0.5, [3, 4], 2), ValueError),
+    (Arrival(float("nan"), [3], 2), ValueError),
+])
+def test_a_bad_arrival_raises_and_changes_nothing(arrival, error):
+    cluster = Cluster(2, 16, "cache_aware", page_size=4)
+    cluster.submit(Arrival(1.0, [1, 2, 3, 4, 5], 2))
+    before = (str(cluster.router.tree), cluster.router.tree.epoch, [w.executor.clock() for w in cluster.workers],
+              len(cluster.requests), len(cluster.samples), len(cluster.hits))
+    with pytest.raises(error):
+        cluster.submit(arrival)
+    after = (str(cluster.router.tree), cluster.router.tree.epoch, [w.executor.clock() for w in cluster.workers],
+             len(cluster.requests), len(cluster.samples), len(cluster.hits))
+    assert after == before
+    cluster.drain()
+    for worker in cluster.workers:
+        worker.check_invariants()
