@@ -40,7 +40,7 @@ figures: $(STAMP) dot
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[model,lab,test,book]'
+	$(PIP) -e '.[model,lab,test,book,cluster]'
 	$(PIP) --no-deps '$(SGLANG)'
 	touch $(STAMP)
 

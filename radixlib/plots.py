@@ -100,3 +100,47 @@ def plot_throughput(rates: dict[str, dict[str, float]], title: str) -> Figure:
     ax.grid(False, axis="y")
     ax.legend(title="workload", fontsize=8)
     return fig
+
+
+def plot_cluster_hit_rates(curves: dict[str, Sequence[tuple[int, float]]], title: str) -> Figure:
+    """Hit rate (%) against the number of workers, one line per routing policy.
+
+    ``curves`` maps a policy to ``(workers, hit rate)`` points; ``"one big worker"`` (the
+    bound: one worker with every worker's memory) is drawn as a dashed black line.
+    """
+    fig, ax = figure(title, "workers", "hit rate (% of prompt tokens)")
+    for (name, points), marker in zip(curves.items(), "os^vDPX*"):
+        xs, ys = zip(*points)
+        style = {"color": "black", "linestyle": "--"} if name == "one big worker" else {"alpha": 0.8}
+        ax.plot(xs, [100 * y for y in ys], marker=marker, label=name, **style)
+    ax.set_xticks(sorted({x for points in curves.values() for x, _ in points}))
+    ax.set_ylim(0, 100)
+    ax.legend(title="routing", fontsize=8)
+    return fig
+
+
+def plot_tradeoff(groups: dict[str, Sequence[tuple[str, float, float]]], title: str,
+                  bound: float | None = None, marked: tuple[str, float, float] | None = None) -> Figure:
+    """Hit rate (%) against load imbalance (max/mean), one point per router setting.
+
+    ``groups`` maps a family of settings to ``(label, imbalance, hit rate)`` points, drawn
+    with one marker and connected in the given order; a point on top of one already labelled
+    gets no second label. ``bound`` (a hit rate) is a dashed line; ``marked`` a starred point.
+    """
+    fig, ax = figure(title, "load imbalance (max / mean requests in flight)", "hit rate (% of prompt tokens)")
+    labelled: set[tuple[float, float]] = set()
+    for (name, points), marker in zip(groups.items(), "os^vDPX*"):
+        labels, xs, ys = zip(*points)
+        ax.plot(xs, [100 * y for y in ys], marker=marker, alpha=0.8, label=name)
+        for label, x, y in points:
+            if (round(x, 2), round(100 * y, 1)) not in labelled:
+                labelled.add((round(x, 2), round(100 * y, 1)))
+                ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    if marked is not None:
+        label, x, y = marked
+        ax.plot([x], [100 * y], "k*", markersize=12, label=label)
+    if bound is not None:
+        ax.axhline(100 * bound, color="black", linestyle="--", label="one big worker")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -121,6 +121,11 @@ class RadixCache:
         node = self._end_node(path)
         return MatchResult(sum(n for _, n in path), pages, node)
 
+    def cached_len(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of ``tokens`` are cached, in whole pages, without touching
+        the tree (no access-time refresh, no split): a look from outside, such as a global index."""
+        return sum(n for _, n in self._walk(self._aligned_key(tokens)))
+
     def insert(self, tokens: Sequence[int], pages: Sequence[int], priority: int = 0) -> int:
         """Cache ``tokens`` (cut to whole pages) whose K/V live in ``pages``.
 

@@ -12,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 CORE = ["pages", "radix_cache", "eviction", "router", "request", "scheduler", "forward",
-        "cost_model", "engine", "replay", "workloads", "lab"]
+        "cost_model", "engine", "replay", "workloads", "lab", "cluster"]
 HEAVY = ["torch", "transformers", "tokenizers", "numpy", "jupyterlab", "IPython", "ipywidgets",
          "matplotlib", "graphviz", "pygments"]
 
@@ -22,7 +22,7 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower().replace("_", "-"), spec.replace(" ", "")
 
 
-def pip_requirements(extras=("model", "lab", "test", "book")) -> dict[str, str]:
+def pip_requirements(extras=("model", "lab", "test", "book", "cluster")) -> dict[str, str]:
     reqs = PROJECT["dependencies"] + [r for e in extras for r in PROJECT["optional-dependencies"][e]]
     return dict(map(_split, reqs))
 
@@ -55,6 +55,13 @@ def test_one_python_floor_everywhere():
 def test_the_makefile_installs_the_faithful_extras_pin():
     (sglang,) = PROJECT["optional-dependencies"]["faithful"]
     assert f"SGLANG := {sglang}" in (ROOT / "Makefile").read_text()
+
+
+def test_the_makefile_installs_the_cluster_extra_with_the_router_pin():
+    """`make test` must bring the real router, or tests/router would skip (REQUIRE_ROUTER=1 fails them)."""
+    (router,) = PROJECT["optional-dependencies"]["cluster"]
+    assert router == "sglang-router==0.3.2"
+    assert "-e '.[model,lab,test,cluster]'" in (ROOT / "Makefile").read_text()
 
 
 def test_the_core_and_a_model_free_engine_import_no_heavy_package():

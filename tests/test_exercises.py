@@ -12,7 +12,7 @@ import pytest
 from radixlib.exercises import CHAPTERS, ch01, check, exercise
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = {path.name[:2]: path for path in (ROOT / "notebooks").glob("0*.ipynb")}
+NOTEBOOKS = {path.name[:2]: path for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
 SOLUTIONS = {path.name[:2]: path for path in (ROOT / "solutions").glob("*.py")}
 CHECK = re.compile(r"""check\(\s*["'](\w+)["']""")
 

@@ -9,6 +9,8 @@ from here, so neither reaches into the other.
     sides.py         our RadixCache and SGLang's, each as one side of a comparison
     streams.py       seeded operation streams, played the way a serving engine plays them
     differential.py  run a stream through both sides; name the first difference
+    gateway.py       sglang-router 0.3.2 (the [cluster] extra) run for real against mock
+                     workers, beside radixlib.cluster's cache-aware policy
 
 No SGLang code is copied here: everything SGLang does, it does from the wheel.
 """
