@@ -57,11 +57,12 @@ def test_the_makefile_installs_the_faithful_extras_pin():
     assert f"SGLANG := {sglang}" in (ROOT / "Makefile").read_text()
 
 
-def test_the_makefile_installs_the_cluster_extra_with_the_router_pin():
-    """`make test` must bring the real router, or tests/router would skip (REQUIRE_ROUTER=1 fails them)."""
+def test_the_makefile_installs_every_extra_the_tests_need():
+    """`make test` must bring the book builder and the real router, or their tests would skip
+    (REQUIRE_BROWSER=1 / REQUIRE_ROUTER=1 fail them instead)."""
     (router,) = PROJECT["optional-dependencies"]["cluster"]
     assert router == "sglang-router==0.3.2"
-    assert "-e '.[model,lab,test,cluster]'" in (ROOT / "Makefile").read_text()
+    assert "-e '.[model,lab,test,book,cluster]'" in (ROOT / "Makefile").read_text()
 
 
 def test_the_core_and_a_model_free_engine_import_no_heavy_package():
