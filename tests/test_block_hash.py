@@ -422,3 +422,17 @@ def test_block_hash_imports_the_standard_library_only():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]"
+
+
+def test_chapter_09_plots_draw_one_line_per_design_with_labels():
+    from radixlib.plots import plot_designs_hit_rate, plot_lookup_cost, plot_staircase
+    figures = [plot_designs_hit_rate([0.1, 1.0], {"tree": [0.2, 0.6], "blocks": [0.21, 0.6]}, "t"),
+               plot_staircase([0, 16, 32], {"tree, page 1": [0, 16, 32], "blocks": [0, 16, 32]}, "t"),
+               plot_lookup_cost({"64": {"tree": 2.0, "blocks": 7.0}, "1024": {"tree": 12.0, "blocks": 90.0}},
+                                "prompt tokens", "t")]
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+        assert [line.get_label() for line in ax.get_lines()] == [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(ax.get_lines()) == 2
+    assert list(figures[2].axes[0].get_lines()[1].get_xdata()) == [64, 1024]     # keys sorted as numbers
