@@ -1,6 +1,6 @@
 """Replay the Mooncake synthetic trace through RadixCache at several capacities.
 
-Each request is served as a router would (``radixlib.replay.serve``): match its prompt,
+Each request is served as the engine serves it (``Router.serve``): match its prompt,
 lock the hit, allocate pages for the rest (evicting the shortfall), insert the prompt,
 free the duplicate pages, unlock. 16 tokens stand for each 512-token block, page_size 16 (a page per block).
 
@@ -12,11 +12,8 @@ import argparse
 import time
 from typing import NamedTuple
 
-from tqdm import tqdm
-
 from radixlib import PageAllocator, RadixCache
-from radixlib.pages import page_aligned
-from radixlib.replay import serve
+from radixlib.router import Router
 from radixlib.workloads import block_tokens, load_mooncake
 
 TOKENS_PER_BLOCK = PAGE_SIZE = 16
@@ -33,21 +30,19 @@ class Row(NamedTuple):
 
 
 def replay(prompts: list[list[int]], capacity: str, num_pages: int) -> Row:
-    """Serve every prompt through a fresh LRU cache (``radixlib.replay.serve``), timed."""
-    cache = RadixCache(PageAllocator(num_pages, PAGE_SIZE), policy="lru")
-    cached = total = evictions = evicted_tokens = 0
+    """Serve every prompt through a fresh LRU cache (``Router.serve``), timed."""
+    cache = RadixCache(PageAllocator(num_pages, PAGE_SIZE), eviction="lru")
+    router = Router(cache)
+    cached = total = evictions = 0
     start = time.perf_counter()
-    for tokens in tqdm(prompts, desc=f"capacity {capacity:>4}", leave=False):
-        before = cache.total_size
-        served = serve(cache, tokens)
-        added = page_aligned(len(tokens), PAGE_SIZE) - served.cached if served.stored else 0
-        gone = before + added - cache.total_size                # evicted to make room
-        cached, total = cached + served.cached, total + len(tokens)
-        evictions, evicted_tokens = evictions + (gone > 0), evicted_tokens + gone
+    for tokens in prompts:
+        before = router.evicted_tokens
+        cached, total = cached + router.serve(tokens).prefix_len, total + len(tokens)
+        evictions += router.evicted_tokens > before                # this request had to make room
     seconds = time.perf_counter() - start
     cache.check_invariants(held=[])
     ops = 4 * len(prompts) + evictions          # match, lock, insert, unlock (+ evict)
-    return Row(capacity, num_pages, ops, seconds, cached / total, evictions, evicted_tokens)
+    return Row(capacity, num_pages, ops, seconds, cached / total, evictions, router.evicted_tokens)
 
 
 def main() -> None:

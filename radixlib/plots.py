@@ -143,4 +143,33 @@ def plot_tradeoff(groups: dict[str, Sequence[tuple[str, float, float]]], title: 
         ax.axhline(100 * bound, color="black", linestyle="--", label="one big worker")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def plot_designs_hit_rate(capacities: Sequence[float], rates: dict[str, Sequence[float]], title: str) -> Figure:
+    """Hit rate (%) against capacity (% of the distinct blocks), one line per cache design (chapter 09)."""
+    fig, ax = figure(title, "cache capacity (% of distinct blocks)", "hit rate (% of prompt tokens)")
+    for (name, ys), marker, style in zip(rates.items(), "os^vD", ("-", "--", ":", "-.", "-")):
+        ax.plot([100 * c for c in capacities], [100 * y for y in ys], marker=marker, linestyle=style, label=name)
+    ax.set_ylim(0, 100)
+    ax.legend(title="cache", fontsize=8)
+    return fig
+
+
+def plot_staircase(shared: Sequence[int], hits: dict[str, Sequence[int]], title: str) -> Figure:
+    """Tokens served from the cache against the tokens a prompt shares with a cached sequence."""
+    fig, ax = figure(title, "tokens the prompt shares with the cached sequence", "tokens served from the cache")
+    for (name, ys), style in zip(hits.items(), ("-", "--", ":", "-.")):
+        ax.plot(shared, ys, linestyle=style, drawstyle="steps-post", linewidth=2, label=name)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_lookup_cost(costs: dict, xlabel: str, title: str) -> Figure:
+    """Microseconds per lookup (log-log) against ``xlabel``: ``costs[x][method]``, one line per method."""
+    fig, ax = figure(title, xlabel, "microseconds per lookup")
+    xs = sorted(costs, key=int)
+    for name, marker in zip(costs[xs[0]], "os^vDP"):
+        ax.plot([int(x) for x in xs], [costs[x][name] for x in xs], marker=marker, label=name)
+    ax.set(xscale="log", yscale="log")
+    ax.legend(fontsize=8)
     return fig
