@@ -108,12 +108,14 @@ class SGLangScheduler:
 
     Arguments map to SGLang's server arguments: ``schedule`` = ``--schedule-policy``,
     ``max_prefill_tokens``, ``chunk_size`` = ``--chunked-prefill-size`` (None: off),
-    ``max_running`` = ``--max-running-requests``; ``seed`` seeds the random policy.
+    ``max_running`` = ``--max-running-requests``, ``conservativeness`` =
+    ``--schedule-conservativeness``, ``disable_radix_cache``; ``seed`` seeds the random policy.
     """
 
     def __init__(self, num_tokens: int, page_size: int, schedule: str = "fcfs", *,
                  max_prefill_tokens: int = 16384, chunk_size: int | None = None,
-                 max_running: int = 64, eviction: str = "lru", seed: int = 0):
+                 max_running: int = 64, conservativeness: float = 1.0, eviction: str = "lru",
+                 disable_radix_cache: bool = False, seed: int = 0):
         sg = load_sglang_scheduler()
         self.sg = sg
         self.server_args = SimpleNamespace(**{**vars(SERVER_ARGS), "page_size": page_size,
@@ -122,13 +124,15 @@ class SGLangScheduler:
         self.page_size, self.max_total_num_tokens = page_size, num_tokens
         self.max_req_len = min(CONTEXT_LEN - 1, num_tokens - 1)
         self.max_prefill_tokens, self.chunked_prefill_size = max_prefill_tokens, chunk_size
-        self.max_running_requests = max_running
+        self.max_running_requests, self.conservativeness = max_running, conservativeness
         self.req_to_token_pool = ReqSlots(max_running, CONTEXT_LEN if num_tokens > CONTEXT_LEN else num_tokens + 8)
         self.token_to_kv_pool_allocator = self._allocator(num_tokens, page_size)
-        self.tree_cache = load_sglang().RadixCache(load_sglang().CacheInitParams(
-            disable=False, req_to_token_pool=self.req_to_token_pool,
+        params = load_sglang().CacheInitParams(
+            disable=disable_radix_cache, req_to_token_pool=self.req_to_token_pool,
             token_to_kv_pool_allocator=self.token_to_kv_pool_allocator,
-            page_size=page_size, eviction_policy=eviction))
+            page_size=page_size, eviction_policy=eviction)
+        chunks_only = disable_radix_cache and chunk_size is not None      # as Scheduler.init_cache_with_memory_pool
+        self.tree_cache = (sg.chunk_cache.ChunkCache if chunks_only else load_sglang().RadixCache)(params)
         seed_random_schedule(seed)
         self.policy = sg.policy.SchedulePolicy(schedule, self.tree_cache, False, False, False)
         self._init_state()
@@ -146,11 +150,14 @@ class SGLangScheduler:
         self._add_request_to_queue(req)
         return req
 
-    def step(self, next_token: Callable[[int, int], int]):
+    def step(self, next_token: Callable[[int, int], int], on_batch: Callable[[Any], None] | None = None):
         """One iteration of ``event_loop_normal``; ``next_token(rid, position)`` is the
-        model's choice for the token at ``position``. Returns the batch (None if idle)."""
+        model's choice for the token at ``position``; ``on_batch`` sees the batch before
+        it runs. Returns the batch (None if nothing ran)."""
         batch = self.get_next_batch_to_run()
         self.cur_batch = batch
+        if batch and on_batch:
+            on_batch(batch)
         if batch:
             result = self._forward(batch, next_token)
             if batch.forward_mode.is_decode():
@@ -223,7 +230,7 @@ class SGLangScheduler:
         self.running_batch = self.sg.batch.ScheduleBatch(reqs=[], batch_is_full=False)
         self.last_batch = self.cur_batch = self.chunked_req = None
         self._chunked_req_scheduled_last_iter = False
-        self.init_new_token_ratio = min(envs.SGLANG_INIT_NEW_TOKEN_RATIO.get() * 1.0, 1.0)   # conservativeness 1
+        self.init_new_token_ratio = min(envs.SGLANG_INIT_NEW_TOKEN_RATIO.get() * self.conservativeness, 1.0)
         self.min_new_token_ratio = min(self.init_new_token_ratio * envs.SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR.get(), 1.0)
         self.new_token_ratio_decay = ((self.init_new_token_ratio - self.min_new_token_ratio)
                                       / envs.SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS.get())

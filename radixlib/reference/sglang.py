@@ -47,12 +47,15 @@ from collections.abc import Callable, Iterator
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import torch
+
 SGLANG_VERSION = "0.5.12"
 RADIX_CACHE = "sglang.srt.mem_cache.radix_cache"
 SCHEDULER_MODULES = {          # name in the namespace load_sglang_scheduler returns -> module
     "policy": "sglang.srt.managers.schedule_policy",
     "batch": "sglang.srt.managers.schedule_batch",
     "common": "sglang.srt.mem_cache.common",
+    "chunk_cache": "sglang.srt.mem_cache.chunk_cache",
     "allocator": "sglang.srt.mem_cache.allocator",
     "sampling": "sglang.srt.sampling.sampling_params",
     "environ": "sglang.srt.environ",
@@ -247,14 +250,12 @@ def _launch_alloc_extend(naive, prefix_lens, seq_lens, last_loc, free_pages, out
 
 def _launch_alloc_decode(seq_lens, last_loc, free_pages, out_indices, bs_upper, page_size):
     """What ``alloc_decode_kernel`` computes: a request whose new token starts a page
-    takes the next free page, in batch order; the others write after their last slot."""
-    taken = 0
-    for i, seq_len in enumerate(seq_lens.tolist()):
-        if (seq_len - 1) % page_size == 0:
-            out_indices[i] = free_pages[taken] * page_size
-            taken += 1
-        else:
-            out_indices[i] = last_loc[i] + 1
+    takes the next free page, in batch order; the others write after their last slot.
+    (Too few free pages: ``alloc_decode`` returns None, whatever was written.)"""
+    new_page = (seq_lens - 1) % page_size == 0
+    taken = (torch.cumsum(new_page, 0) - 1).clamp(min=0)
+    pages = torch.cat([free_pages, free_pages.new_zeros(len(seq_lens))])      # never index past the end
+    out_indices[:] = torch.where(new_page, pages[taken] * page_size, last_loc + 1)
 
 
 def _register_bare_package(name: str) -> None:
