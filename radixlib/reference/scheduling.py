@@ -315,9 +315,11 @@ TRAFFIC: dict[str, Callable[[random.Random], Traffic]] = {
 
 
 # --------------------------------------------------------------------- replay
-def steps(side: Ours | Theirs, traffic: str, seed: int = 0) -> Iterator[Step]:
-    """One side's steps over ``traffic`` (endless)."""
-    source = TRAFFIC[traffic](random.Random(f"{seed}/{traffic}"))
+def steps(side: Ours | Theirs, traffic: str | Callable[[random.Random], Traffic],
+          seed: int = 0) -> Iterator[Step]:
+    """One side's steps over ``traffic`` (a name in ``TRAFFIC``, or a factory; endless)."""
+    make = TRAFFIC[traffic] if isinstance(traffic, str) else traffic
+    source = make(random.Random(f"{seed}/{traffic if isinstance(traffic, str) else make.__name__}"))
     finished: list[tuple[int, tuple[int, ...]]] = []
     for index in range(1, 1 << 62):
         for arrival in source.arrivals(index, finished):
@@ -330,27 +332,52 @@ def steps(side: Ours | Theirs, traffic: str, seed: int = 0) -> Iterator[Step]:
 TREE_CHECK_EVERY = 100       # steps; the trees are also compared after the last step
 
 
-def replay(config: Config, traffic: str, min_decisions: int, seed: int = 0) -> list[Step]:
-    """Both sides, step by step, until ``min_decisions``; ``Difference`` at the first disagreement.
+class Replay:
+    """Both sides over the same traffic, compared step by step (``run``)."""
 
-    Every ``TREE_CHECK_EVERY`` steps the two radix trees must be equal too: keys, lock
-    counts, and the order of access and creation times (hit counts are left out: SGLang
-    does not count a chunk's insert as a hit; DEVIATIONS.md).
-    """
-    ours, theirs = Ours(config), Theirs(config)
-    mine_steps, their_steps = steps(ours, traffic, seed), steps(theirs, traffic, seed)
-    history: list[Step] = []
-    decisions = 0
-    while decisions < min_decisions:
-        mine, reference = next(mine_steps), next(their_steps)
+    def __init__(self, config: Config, traffic: str | Callable[[random.Random], Traffic], seed: int = 0):
+        self.config, self.traffic = config, traffic
+        self.ours, self.theirs = Ours(config), Theirs(config)
+        self._steps = steps(self.ours, traffic, seed), steps(self.theirs, traffic, seed)
+        self.history: list[Step] = []
+
+    def run(self, min_decisions: int) -> list[Step]:
+        """Step both sides until ``min_decisions`` more decisions; ``Difference`` at the first
+        disagreement. Every ``TREE_CHECK_EVERY`` steps and at the end the two radix trees
+        must be equal too: keys, lock counts, and the order of access and creation times
+        (hit counts are left out: SGLang does not count a chunk's insert as a hit)."""
+        start, decisions = len(self.history), 0
+        while decisions < min_decisions:
+            decisions += self._step().decisions
+        self.check_trees(f"after step {len(self.history)}")
+        return self.history[start:]
+
+    def settle(self) -> list[Step]:
+        """Step both sides until ours is idle (nothing waits or runs), comparing every step."""
+        start = len(self.history)
+        while not self.ours.scheduler.idle:
+            self._step()
+        self.check_trees(f"after step {len(self.history)}")
+        return self.history[start:]
+
+    def _step(self) -> Step:
+        mine, reference = next(self._steps[0]), next(self._steps[1])
         if mine != reference:
-            raise Difference(f"{traffic} {config}, step {len(history) + 1}:\n"
+            raise Difference(f"{self.traffic} {self.config}, step {len(self.history) + 1}:\n"
                              f"  radixlib: {mine}\n  SGLang:   {reference}")
-        history.append(mine)
-        decisions += mine.decisions
-        if config.enable_cache and (len(history) % TREE_CHECK_EVERY == 0 or decisions >= min_decisions):
-            _compare_trees(ours, theirs, f"{traffic} {config}, after step {len(history)}")
-    return history
+        self.history.append(mine)
+        if len(self.history) % TREE_CHECK_EVERY == 0:
+            self.check_trees(f"after step {len(self.history)}")
+        return mine
+
+    def check_trees(self, when: str) -> None:
+        if self.config.enable_cache:
+            _compare_trees(self.ours, self.theirs, f"{self.traffic} {self.config}, {when}")
+
+
+def replay(config: Config, traffic, min_decisions: int, seed: int = 0) -> list[Step]:
+    """A fresh ``Replay`` run for ``min_decisions`` decisions: every step, equal on both sides."""
+    return Replay(config, traffic, seed).run(min_decisions)
 
 
 def _compare_trees(ours: Ours, theirs: Theirs, when: str) -> None:
