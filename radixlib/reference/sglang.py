@@ -12,10 +12,10 @@ safe). Everything else is SGLang's real code.
   transformers (and needs orjson); our modules need neither, so the package is
   registered bare, its submodules still found in the wheel.
 * Third-party modules missing with ``--no-deps`` (``triton``, ``orjson``, ``pybase64``,
-  ``starlette``, ``torchvision``, ``msgspec``): stand in only while importing, and only
-  if missing. The two triton kernels the allocator launches at run time are replaced
-  by torch code that hands out the same pages (``_launch_alloc_extend``,
-  ``_launch_alloc_decode``).
+  ``starlette``, ``torchvision``, ``msgspec``), names used at import time only: stand in
+  only while importing, and only if missing (checked in a venv that ``make`` builds).
+  The two triton kernels the allocator launches at run time are replaced by torch code
+  that hands out the same pages (``_launch_alloc_extend``, ``_launch_alloc_decode``).
 
 SGLang stamps nodes with ``time.monotonic()``; we replace the cache module's ``time``
 with a logical clock so eviction order depends on the order of events alone, as in our
@@ -143,9 +143,7 @@ _THIRD_PARTY_STAND_INS = {     # module -> attributes used at import time
     "msgspec": {"Struct": _Struct},
     "pybase64": {},
     "orjson": {},
-    "starlette": {},
     "starlette.routing": {"Mount": object},
-    "torchvision": {},
     "torchvision.io": {"decode_jpeg": None},
 }
 
