@@ -67,7 +67,7 @@ class Router:
         self.allocator = cache.allocator
         self.page_size = cache.page_size
         self.enable_cache = enable_cache
-        self.evicted_tokens = 0           # freed by make_room so far
+        self.evicted_tokens = 0           # freed by make_room and evict_for so far
 
     # ------------------------------------------------------- the scheduler's view
     @property

@@ -276,18 +276,15 @@ class Scheduler:
             return Added.NO_TOKEN                # not once its prefix is locked
         if budget.chunk is None or paged <= budget.chunk:
             return self._admit(req, found, len(req.tokens), budget, items)
-        end = (found.prefix_len + budget.chunk // self.page_size * self.page_size) // self.page_size * self.page_size
-        if budget.chunk < self.page_size or end <= found.prefix_len:
+        chunk = budget.chunk // self.page_size * self.page_size   # the prefix is whole pages already
+        if chunk <= 0:
             return Added.OTHER
         self.chunked = req
-        return self._admit(req, found, end, budget, items)
+        return self._admit(req, found, found.prefix_len + chunk, budget, items)
 
     def _admit(self, req: Request, found: Admission, end: int, budget: Budget, items: list[Extend]) -> Added:
         self.router.admit(req, found)
-        whole = end == len(req.tokens)
-        budget.charge(end - found.prefix_len, min(req.params.max_new_tokens, CLIP_MAX_NEW_TOKENS) if whole else 0,
-                      self.page_size)
-        items.append(Extend(req, found.prefix_len, end))
+        items.append(self._charge(budget, Extend(req, found.prefix_len, end)))
         return self._state(budget)
 
     def _continue_chunk(self, budget: Budget) -> Extend:
@@ -295,13 +292,17 @@ class Scheduler:
         req = self.chunked
         room = min(budget.chunk, int(self._room(budget)))
         room = room if room > 0 else budget.chunk
-        end = min(len(req.tokens), req.kv_len + room)
-        whole = end == len(req.tokens)
-        budget.charge(end - req.kv_len, min(req.params.max_new_tokens, CLIP_MAX_NEW_TOKENS) if whole else 0,
-                      self.page_size)
-        if whole:
+        item = self._charge(budget, Extend(req, req.kv_len, min(len(req.tokens), req.kv_len + room)))
+        if item.end == len(req.tokens):
             self.chunked = None
-        return Extend(req, req.kv_len, end)
+        return item
+
+    def _charge(self, budget: Budget, item: Extend) -> Extend:
+        """Book ``item`` in the budget: its outputs too if it ends the request's prefill."""
+        whole = item.end == len(item.req.tokens)
+        max_new = min(item.req.params.max_new_tokens, CLIP_MAX_NEW_TOKENS) if whole else 0
+        budget.charge(item.end - item.start, max_new, self.page_size)
+        return item
 
     def _reserve_prefill(self, items: list[Extend]) -> None:
         """Take the admitted requests off the queue and give them their pages, evicting
