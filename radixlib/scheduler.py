@@ -145,7 +145,10 @@ class Scheduler:
 
     @property
     def idle(self) -> bool:
-        return not (self.waiting or self.running or self.chunked or self._prefilled)
+        """Nothing waits or runs. Finished requests may still sit in the running batch:
+        the next ``next_batch`` clears them, as SGLang's next loop iteration does."""
+        unfinished = any(r.status is Status.RUNNING for r in self.running + self._prefilled)
+        return not (self.waiting or self.chunked or unfinished)
 
     def live_requests(self) -> list[Request]:
         """Requests that hold pages or locks right now."""
@@ -156,8 +159,8 @@ class Scheduler:
     def next_batch(self) -> Batch | None:
         """A prefill batch if anything can be admitted, else a decode batch of the running.
 
-        SGLang's ``get_next_batch_to_run``; with nothing to run and nothing waiting it
-        resets ``new_token_ratio`` (``on_idle``).
+        SGLang's ``get_next_batch_to_run``; a call that runs nothing clears the finished
+        requests, and if nothing waits either, resets ``new_token_ratio`` (``on_idle``).
         """
         self._merge_prefilled()
         items = self.schedule_prefill()

@@ -186,8 +186,9 @@ def test_prefill_adder_admits_alike(new_token_ratio, max_prefill_tokens, chunk_s
     ours.new_token_ratio = sg.new_token_ratio = new_token_ratio
     ours.max_prefill_tokens = sg.max_prefill_tokens = max_prefill_tokens
     ours.chunk_size = sg.chunked_prefill_size = chunk_size
-    admitted = [step for step in replay.run(4_000) if step.kind == "prefill"]
-    assert admitted
+    prefills = 0
+    while prefills < 25:                                         # every step compared on the way
+        prefills += sum(step.kind == "prefill" for step in replay.run(500))
 
 
 # ---- Req.init_next_round_input ------------------------------------------------------------
