@@ -157,10 +157,10 @@ class Engine:
         self.stats.cached_tokens += req.cached_tokens
 
     def _check_progress(self) -> None:
-        """A step may run nothing once (the scheduler clears finished requests, or waits
-        for one to leave); twice in a row with work left would be a scheduler bug."""
-        self._idle_steps += 1
-        if self._idle_steps > 1 and not self.scheduler.idle:
+        """With requests left, a step may run nothing once (the scheduler clears finished
+        requests from a full batch); twice in a row would be a scheduler bug, not a wait."""
+        self._idle_steps = 0 if self.scheduler.idle else self._idle_steps + 1
+        if self._idle_steps > 1:
             raise RuntimeError("the scheduler ran nothing twice in a row with requests left")
 
     def _record_occupancy(self) -> None:
