@@ -83,6 +83,7 @@ class Engine:
         self.stats = EngineStats(self.router, self.scheduler)
         self._next_rid = 0
         self._lock = threading.Lock()
+        self._idle_steps = 0
 
     def generate(self, prompts: Iterable[str | Sequence[int]], params: SamplingParams | None = None) -> list[Result]:
         """Run every prompt to completion; results in prompt order.
@@ -110,8 +111,9 @@ class Engine:
         """Schedule and run one forward; a failing forward fails its requests, not the engine."""
         batch = self.scheduler.next_batch()
         if batch is None:
-            self._fail_stuck()
+            self._check_progress()
             return None
+        self._idle_steps = 0
         try:
             next_tokens = self._forward(batch)
         except Exception as e:                      # the executor failed mid-batch
@@ -186,14 +188,14 @@ class Engine:
         return run(work)
 
     def _advance(self, item: Extend, token: int, kind: str) -> None:
-        """Book the forward's result for one request: K/V now in the pool, maybe a new token."""
+        """Book the forward's result for one request: K/V now in the pool, maybe a new token
+        (SGLang's ``process_batch_result_prefill`` / ``_decode``)."""
         req = item.req
         req.kv_len = item.end
         req.computed_tokens += item.end - item.start
         self.stats.computed_tokens += item.end - item.start
-        if kind == "prefill" and item.end < len(req.prompt):
-            self.router.cache_unfinished(req)       # chunked prefill: more prompt to come
-            return
+        if kind == "prefill" and item.end < len(req.tokens):
+            return                                  # a chunk: the scheduler caches it next round
         if req.first_token_at is None:
             req.first_token_at = self.executor.clock()
         req.output.append(token)
@@ -212,11 +214,12 @@ class Engine:
         for req in self.scheduler.running + self.scheduler.waiting:
             self.scheduler.abort(req, error)
 
-    def _fail_stuck(self) -> None:
-        """Nothing can run but requests wait: the first one cannot be admitted at all."""
-        if self.scheduler.waiting and not self.scheduler.running:
-            req = self.scheduler.waiting[0]
-            self.scheduler.abort(req, f"request {req.rid} cannot be admitted: the pool is too small")
+    def _check_progress(self) -> None:
+        """With requests left, a step may run nothing once (the scheduler clears finished
+        requests from a full batch); twice in a row would be a scheduler bug, not a wait."""
+        self._idle_steps = 0 if self.scheduler.idle else self._idle_steps + 1
+        if self._idle_steps > 1:
+            raise RuntimeError("the scheduler ran nothing twice in a row with requests left")
 
     def _record_occupancy(self) -> None:
         tree = self.cache.total_size // self.allocator.page_size

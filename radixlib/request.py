@@ -1,13 +1,16 @@
 """Request: one prompt's life from the waiting queue to its last token.
 
-A request's K/V lives in ``pages``; its first ``prefix_len`` tokens are shared with
-the tree (those pages belong to tree nodes), the rest are its own::
+A request's tokens are its prompt and its output so far. Their K/V live in ``pages``;
+the first ``prefix_len`` tokens are shared with the tree (those pages belong to tree
+nodes), the rest are its own::
 
     tokens:  [ prefix (tree's pages) | computed by this request (own pages) ]
              0                  prefix_len                               kv_len
 
-``kv_len`` counts the tokens whose K/V are in the pool: the prompt as far as it has
+``kv_len`` counts the tokens whose K/V are in the pool: the tokens as far as they have
 been prefilled, then one more per decode step. The last sampled token has no K/V yet.
+A retracted request keeps its output, as SGLang's ``Req.reset_for_retract`` does, and
+is prefilled again over prompt + output (its "fill", SGLang's ``fill_ids``).
 """
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ class Request:
     kv_len: int = 0                                   # tokens whose K/V are in the pool
     prefix_len: int = 0                               # leading tokens owned by the tree
     node: TreeNode | None = None                      # locked end of the tree-owned prefix
-    cached_tokens: int = 0                            # prompt tokens served from the cache
+    cached_tokens: int = 0                            # tokens served from the cache (first admission)
     computed_tokens: int = 0                          # tokens this request ran through the model
     retractions: int = 0
     arrival: float = 0.0                              # engine clock at submission
@@ -105,11 +108,6 @@ class Request:
     @property
     def tokens(self) -> list[int]:
         return self.prompt + self.output
-
-    @property
-    def prefilled(self) -> bool:
-        """Has the whole prompt been run (so the next step is a decode)?"""
-        return self.kv_len >= len(self.prompt)
 
     @property
     def finished(self) -> bool:

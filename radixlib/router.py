@@ -1,19 +1,26 @@
 """Router: decides what of a request is cached, and hands pages back to the tree.
 
 It is the only place that talks to both the ``RadixCache`` and the ``PageAllocator``
-on a request's behalf (SGLang: the admission match, ``cache_unfinished_req`` after
-prefill, ``cache_finished_req`` at the end, ``release_kv_cache`` on abort)::
+on a request's behalf (SGLang's counterparts on the right)::
 
-    match(req)            prompt[:len-1] -> tree      lock the hit, req.pages = hit pages
+    lookup(req)           tokens[:len-1] -> tree      the admission match    Req.init_next_round_input
+    admit(req, found)     lock the hit, req.pages = hit pages             PrefillAdder.add_one_req's lock
+    match(req)            lookup + admit
     reserve(req, n)       allocator -> req.pages      evict (policy order) if the pool is short
     cache_unfinished(req) req.pages -> tree           prompt so far, so others can hit it
+                                                                          RadixCache.cache_unfinished_req
     cache_finished(req)   req.pages -> tree           prompt + output[:-1], then unlock
-    release(req)          req.pages -> allocator      abort / retraction: nothing inserted
+                                                      (SGLang: release_kv_cache -> cache_finished_req)
+    release(req)          req.pages -> allocator      abort / retraction: nothing inserted, unlock
+                                                      (SGLang: release_kv_cache(is_insert=False))
 
     serve(tokens)         all of the above for one prompt with no output (trace replays, the lab)
 
-The scheduler sees only a narrow view: ``peek`` (an uncapped, unlocked match to order
-its queue), ``free_tokens`` and ``capacity``.
+A request's tokens are its prompt and the output it has so far (a retracted request
+keeps its output and computes both again). The scheduler sees only a narrow view:
+``peek`` (the uncapped match it orders its queue by: SGLang's ``match_prefix_for_req``),
+``free_tokens``, ``available_tokens``, ``unlocked_tokens``, ``capacity``, and
+``evict_for`` (SGLang's ``evict_from_tree_cache``).
 
 A request's own pages are ``req.pages[req.prefix_len // page_size:]``; the ones before
 belong to tree nodes and are only borrowed (the lock keeps them alive).
@@ -60,7 +67,7 @@ class Router:
         self.allocator = cache.allocator
         self.page_size = cache.page_size
         self.enable_cache = enable_cache
-        self.evicted_tokens = 0           # freed by make_room so far
+        self.evicted_tokens = 0           # freed by make_room and evict_for so far
 
     # ------------------------------------------------------- the scheduler's view
     @property
@@ -73,6 +80,26 @@ class Router:
         """Tokens that could be allocated now: free slots plus what eviction could free."""
         return self.allocator.available * self.page_size + self.cache.evictable_size
 
+    @property
+    def available_tokens(self) -> int:
+        """Free slots, without evicting (SGLang: ``allocator.available_size()``)."""
+        return self.allocator.available * self.page_size
+
+    def unlocked_tokens(self, node: TreeNode) -> int:
+        """Cached tokens from ``node`` up to the root that no lock protects yet: what
+        locking ``node`` would take out of ``free_tokens``."""
+        size = 0
+        while node is not self.cache.root:
+            size += len(node.key) if node.lock_ref == 0 else 0
+            node = node.parent
+        return size
+
+    def evict_for(self, num_tokens: int) -> None:
+        """With fewer than ``num_tokens`` free slots, evict ``num_tokens`` tokens' worth of
+        unlocked leaves: the whole amount, not the shortfall (SGLang's ``evict_from_tree_cache``)."""
+        if self.available_tokens < num_tokens:
+            self.evicted_tokens += self.cache.evict(num_tokens)
+
     def peek(self, tokens: Sequence[int]) -> MatchResult:
         """The uncapped match of ``tokens`` the scheduler orders its queue by; locks nothing.
 
@@ -82,20 +109,37 @@ class Router:
         return self.cache.match_prefix(tokens)
 
     # ------------------------------------------------------------ a request's life
-    def match(self, req: Request) -> Admission:
-        """Give ``req`` its longest cached prefix, capped so one prompt token is left to compute."""
-        if req.node is not None or req.pages:
-            raise ValueError(f"request {req.rid} is already admitted")
-        cap = len(req.prompt) - 1                      # the last token must run for logits
-        hit = self.cache.match_prefix(req.prompt[:cap]) if self.enable_cache and cap else None
-        node = hit.node if hit else self.cache.root
-        self.cache.lock(node)
-        req.node, req.pages = node, list(hit.pages) if hit else []
-        req.prefix_len = req.kv_len = req.cached_tokens = hit.prefix_len if hit else 0
-        status = (MatchStatus.MISS if req.prefix_len == 0 else
-                  MatchStatus.FULL if req.prefix_len == page_aligned(cap, self.page_size) else
+    def lookup(self, req: Request) -> Admission:
+        """The longest cached prefix of ``req.tokens``, capped so one token is left to compute.
+
+        SGLang's ``Req.init_next_round_input``: prompt + output so far, at most
+        ``len - 1`` tokens, in whole pages. Locks nothing and leaves ``req`` as it was;
+        like every lookup it refreshes access times and may split a node.
+        """
+        cap = len(req.tokens) - 1                      # the last token must run for logits
+        hit = self.cache.match_prefix(req.tokens[:cap]) if self.enable_cache and cap else None
+        if hit is None:
+            return Admission(MatchStatus.MISS, 0, [], self.cache.root)
+        status = (MatchStatus.MISS if hit.prefix_len == 0 else
+                  MatchStatus.FULL if hit.prefix_len == page_aligned(cap, self.page_size) else
                   MatchStatus.PARTIAL)
-        return Admission(status, req.prefix_len, list(req.pages), node)
+        return Admission(status, hit.prefix_len, list(hit.pages), hit.node)
+
+    def admit(self, req: Request, found: Admission) -> None:
+        """Lock ``found``'s prefix for ``req`` and lend it the tree's pages."""
+        self._require_unadmitted(req)
+        self.cache.lock(found.node)
+        req.node, req.pages = found.node, list(found.pages)
+        req.prefix_len = req.kv_len = found.prefix_len
+        if not req.retractions:                        # SGLang counts hits up to the first retraction
+            req.cached_tokens = found.prefix_len
+
+    def match(self, req: Request) -> Admission:
+        """``lookup`` and ``admit`` in one: give ``req`` its capped prefix, locked."""
+        self._require_unadmitted(req)
+        found = self.lookup(req)
+        self.admit(req, found)
+        return found
 
     def reserve(self, req: Request, num_tokens: int) -> None:
         """Grow ``req.pages`` to hold ``num_tokens`` tokens, evicting if the pool is short."""
@@ -115,9 +159,13 @@ class Router:
         self.evicted_tokens += self.cache.evict(short * self.page_size)
 
     def cache_unfinished(self, req: Request) -> None:
-        """After a prefill (or a chunk): put the whole pages computed so far into the tree."""
+        """After a prefill (or a chunk): put the whole pages computed so far into the tree.
+
+        Like SGLang's ``cache_unfinished_req`` it inserts and looks up again even when
+        the tree already holds them all: both refresh access times and count hits.
+        """
         aligned = page_aligned(req.kv_len, self.page_size)
-        if not self.enable_cache or aligned <= req.prefix_len:
+        if not self.enable_cache or not aligned:
             return
         self._insert(req, aligned)
         hit = self.cache.match_prefix(req.tokens[:aligned])     # tree's pages replace duplicates
@@ -127,9 +175,12 @@ class Router:
         req.node, req.prefix_len = hit.node, aligned
 
     def cache_finished(self, req: Request) -> None:
-        """At the end: cache prompt + output (less the last token, which has no K/V), unlock."""
+        """At the end: cache prompt + output (less the last token, which has no K/V), unlock.
+
+        Inserts even what the tree already holds, as ``cache_finished_req`` does.
+        """
         aligned = page_aligned(req.kv_len, self.page_size) if self.enable_cache else 0
-        if aligned > req.prefix_len:
+        if aligned:
             self._insert(req, aligned)
         self.allocator.free(req.pages[max(aligned, req.prefix_len) // self.page_size:])
         self._detach(req)
@@ -174,6 +225,10 @@ class Router:
         ps = self.page_size
         present = self.cache.insert(req.tokens[:aligned], req.pages[: aligned // ps])
         self.allocator.free(req.pages[req.prefix_len // ps: present // ps])
+
+    def _require_unadmitted(self, req: Request) -> None:
+        if req.node is not None or req.pages:
+            raise ValueError(f"request {req.rid} is already admitted")
 
     def _detach(self, req: Request) -> None:
         self.cache.unlock(req.node)

@@ -36,7 +36,7 @@ def engine(**options) -> Engine:
     dict(num_pages=64, page_size=4, enable_cache=False),
     dict(num_pages=256, page_size=1, schedule="lpm"),
     dict(num_pages=64, page_size=4, chunk_size=8),
-    dict(num_pages=14, page_size=4, new_token_ratio=0.05),          # tiny pool: retractions
+    dict(num_pages=11, page_size=4, new_token_ratio=0.05),          # tiny pool: retractions
 ], ids=["cache", "no-cache", "lpm-ps1", "chunked", "retract"])
 def test_greedy_output_equals_model_generate(reference, options):
     eng = engine(**options)
@@ -64,7 +64,7 @@ def test_cache_saves_computation_and_counts_it():
 def test_sampling_is_reproducible_through_retraction():
     params = SamplingParams(max_new_tokens=NEW, temperature=0.8, top_p=0.9, seed=7)
     roomy = engine(num_pages=64, page_size=4).generate(PROMPTS, params)
-    tight_engine = engine(num_pages=14, page_size=4, new_token_ratio=0.05)
+    tight_engine = engine(num_pages=11, page_size=4, new_token_ratio=0.05)
     tight = tight_engine.generate(PROMPTS, params)
     assert tight_engine.scheduler.retractions > 0
     assert [r.tokens for r in tight] == [r.tokens for r in roomy]

@@ -125,3 +125,59 @@ def test_double_admission_is_refused():
     r.match(req)
     with pytest.raises(ValueError, match="already admitted"):
         r.match(req)
+
+
+def test_lookup_changes_neither_the_request_nor_the_locks():
+    """SGLang's ``Req.init_next_round_input``: the capped match; the lock comes at admission."""
+    r = router(page_size=2)
+    prefill(r, Request(0, [1, 2, 3, 4, 5, 6]))
+    req = Request(1, [1, 2, 3, 4], output=[5, 6, 7])             # prompt + output: 6 matchable
+    protected = r.cache.protected_size
+    found = r.lookup(req)
+    assert (found.prefix_len, found.status) == (6, MatchStatus.FULL)
+    assert req.node is None and req.pages == [] and r.cache.protected_size == protected
+    r.admit(req, found)
+    assert req.prefix_len == req.kv_len == req.cached_tokens == 6 and req.pages == found.pages
+    r.check_invariants([req])
+
+
+def test_a_retracted_request_counts_no_new_cache_hits():
+    r = router(page_size=1)
+    prefill(r, Request(0, [1, 2, 3, 4]))
+    req = Request(1, [1, 2, 9], retractions=1, cached_tokens=2)
+    r.match(req)
+    assert req.prefix_len == 2 and req.cached_tokens == 2
+
+
+def test_unlocked_tokens_is_what_a_lock_would_protect():
+    r = router(page_size=1)
+    a = Request(0, [1, 2, 3, 4])
+    prefill(r, a)                                     # [1 2 3 4] locked by a
+    r.serve([1, 2, 7, 8])                             # [7 8] unlocked, under the split [1 2]
+    node = r.cache.match_prefix([1, 2, 7, 8]).node
+    assert r.unlocked_tokens(node) == 2
+    r.release(a)
+    assert r.unlocked_tokens(node) == 4 and r.unlocked_tokens(r.cache.root) == 0
+
+
+def test_evict_for_evicts_the_whole_amount_when_short():
+    """SGLang's ``evict_from_tree_cache``: with fewer than n slots free, evict n tokens (not n - free)."""
+    r = router(num_pages=8, page_size=1)
+    for t in ([1, 2], [3, 4], [5, 6]):
+        r.serve(t)                                    # 6 cached, 2 free
+    r.evict_for(2)
+    assert r.cache.total_size == 6                    # 2 free: nothing to do
+    r.evict_for(3)
+    assert r.cache.total_size == 2 and r.available_tokens == 6 and r.evicted_tokens == 4
+
+
+def test_caching_what_the_tree_has_still_refreshes_it():
+    """``cache_finished_req`` inserts even a fully cached prompt: the path is touched and hit."""
+    r = router(page_size=1)
+    r.serve([1, 2, 3])
+    r.serve([7, 8, 9])
+    node = r.cache.match_prefix([1, 2, 3]).node
+    hits = node.hits
+    r.serve([1, 2, 3])                                # all of it cached already
+    assert node.hits == hits + 1
+    assert r.cache.evictable_leaves()[0].key == (7, 8, 9)   # [1 2 3] is now the most recent
