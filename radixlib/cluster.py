@@ -52,6 +52,8 @@ from .replay import prefix_page_ids
 from .request import Request, SamplingParams, Status, check_int, check_real
 from .workloads import block_tokens, load_mooncake
 
+IN_FLIGHT = (Status.WAITING, Status.RUNNING)   # sent to a worker, not yet answered
+
 POLICIES = ("random", "round_robin", "power_of_two", "cache_aware")
 ROUTER_VERSION = "0.3.2"             # the sglang-router release these policies follow
 LOW_MATCH_RULES = ("least_load", "smallest_tree")
@@ -480,8 +482,13 @@ class Cluster:
                         for _ in range(self.num_workers)]
 
     def loads(self) -> Loads:
-        """Requests in flight per worker (waiting or running) and their tokens."""
-        queues = [w.scheduler.waiting + w.scheduler.running for w in self.workers]
+        """Requests in flight per worker (waiting, or running and not yet answered) and their tokens.
+
+        A finished request stays in its worker's running batch until the next decode step
+        (as in SGLang), but its answer has gone back: the router no longer counts it.
+        """
+        queues = [[r for r in w.scheduler.waiting + w.scheduler.running if r.status in IN_FLIGHT]
+                  for w in self.workers]
         return Loads([len(q) for q in queues], [sum(len(r.tokens) for r in q) for q in queues])
 
     def submit(self, arrival: Arrival) -> Decision:

@@ -143,6 +143,7 @@ def plot_tradeoff(groups: dict[str, Sequence[tuple[str, float, float]]], title: 
         ax.axhline(100 * bound, color="black", linestyle="--", label="one big worker")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")
+    return fig
 
 
 def plot_designs_hit_rate(capacities: Sequence[float], rates: dict[str, Sequence[float]], title: str) -> Figure:
