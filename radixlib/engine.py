@@ -103,7 +103,7 @@ class Engine:
                 while not self.scheduler.idle:
                     self.step()
             except BaseException as e:
-                self._abort_queued(f"{type(e).__name__} interrupted generate")
+                self.scheduler.abort_all(f"{type(e).__name__} interrupted generate")
                 raise
         return [self._result(r) for r in requests]
 
@@ -208,11 +208,6 @@ class Engine:
     def _count_prompt(self, req: Request) -> None:
         self.stats.prompt_tokens += len(req.prompt)
         self.stats.cached_tokens += req.cached_tokens
-
-    def _abort_queued(self, error: str) -> None:
-        """Fail every waiting and running request, releasing its pages and locks."""
-        for req in self.scheduler.running + self.scheduler.waiting:
-            self.scheduler.abort(req, error)
 
     def _check_progress(self) -> None:
         """With requests left, a step may run nothing once (the scheduler clears finished

@@ -143,9 +143,9 @@ class Scheduler:
         """
         paged = pages_needed(len(req.prompt), self.page_size) * self.page_size
         if paged + req.params.max_new_tokens + self.page_size >= self.router.capacity:
-            raise ValueError(f"request {req.rid} can never be admitted: its {paged} prompt + "
-                             f"{req.params.max_new_tokens} new tokens + a page of slack must be fewer "
-                             f"than the pool's {self.router.capacity} tokens")
+            raise ValueError(f"request {req.rid} can never be admitted: its {len(req.prompt)}-token prompt "
+                             f"({paged} slots in whole pages) + {req.params.max_new_tokens} new tokens + a "
+                             f"page of slack must be fewer than the pool's {self.router.capacity} slots")
         req.status = Status.WAITING
         self.waiting.append(req)
 
@@ -223,6 +223,15 @@ class Scheduler:
         self.router.cache_finished(req)
         req.status = Status.FINISHED
 
+    def abort_all(self, error: str) -> None:
+        """Fail every request not yet finished (waiting, chunked, prefilled, running),
+        releasing its pages and locks: what an interrupted engine leaves is cleaned up."""
+        pending = self.waiting + self._prefilled + self.running + ([self.chunked] if self.chunked else [])
+        for req in {id(r): r for r in pending}.values():
+            if req.status is not Status.FINISHED:
+                self.abort(req, error)
+        self.running = []
+
     def abort(self, req: Request, error: str) -> None:
         """Drop ``req`` after a failure: release its pages and locks, mark it failed."""
         if req.node is not None:
@@ -232,6 +241,7 @@ class Scheduler:
                 queue.remove(req)
         if self.chunked is req:
             self.chunked = None
+        self.batch_is_full = False               # a request left: there may be room again
         req.status, req.error = Status.FAILED, error
 
     # -------------------------------------------------------------- admission
@@ -318,12 +328,12 @@ class Scheduler:
         once for the whole batch (``prepare_for_extend``'s allocation)."""
         admitted = {id(item.req) for item in items}
         self.waiting = [r for r in self.waiting if id(r) not in admitted]
+        self._prefilled = [item.req for item in items]      # tracked before anything can fail
         slack = len(items) * self.page_size if self.page_size > 1 else 0
         self.router.evict_for(sum(item.end - item.start for item in items) + slack)
         for item in items:
             self.router.reserve(item.req, item.end)
             item.req.status = Status.RUNNING
-        self._prefilled = [item.req for item in items]
 
     # ------------------------------------------------------------- retraction
     def _decode_fits(self, reqs: list[Request]) -> bool:

@@ -141,7 +141,7 @@ BAD_PROMPTS = [
     ("some text", "needs a tokenizer"),
     ([1, 2, 10 ** 6], r"token id 1000000 is outside the vocabulary 0..99"),
     (list(range(60)), "60 prompt \\+ 6 new tokens exceed the model's context of 64"),
-    ([1] * 50, "request 2 needs 60 token slots"),      # fits the model, not the 48-slot pool
+    ([1] * 50, r"can never be admitted: its 50-token prompt \(52 slots in whole pages\) \+ 6 new"),   # not the pool
 ]
 
 
