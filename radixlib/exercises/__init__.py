@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 CHAPTERS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ch")))
 ARG_WIDTH = 70                    # characters of an argument shown in a message
+DUMP_WIDTH = 400                  # ... or of a text dump (a cache's tree)
 
 
 class Exercise(NamedTuple):
@@ -97,5 +98,8 @@ def _unanswered(ex: Exercise) -> Verdict:
 
 
 def _short(value: Any) -> str:
-    text = repr(value).replace("\n", " ")
-    return text if len(text) <= ARG_WIDTH else text[: ARG_WIDTH - 1] + "…"
+    """A one-line rendering; an object without its own repr (a cache) shows its text dump."""
+    plain = type(value).__repr__ is object.__repr__ and type(value).__str__ is not object.__str__
+    text = " | ".join(line.strip() for line in (str(value) if plain else repr(value)).splitlines())
+    width = DUMP_WIDTH if plain else ARG_WIDTH
+    return text if len(text) <= width else text[: width - 1] + "…"
