@@ -349,7 +349,7 @@ class Scheduler:
         goes, and one always stays (and fails if even it does not fit). The survivors
         keep that order.
         """
-        keep = sorted(self.running, key=lambda r: (len(r.output), -len(r.prompt)), reverse=True)
+        keep = retraction_order(self.running)[::-1]          # victims are popped from the end
         retracted = []
         while not retracted or not self._decode_fits(keep):
             if len(keep) == 1:
@@ -408,6 +408,13 @@ class Scheduler:
             else:
                 earlier.insert(i, key)
         return deprioritized
+
+
+def retraction_order(running: list[Request]) -> list[Request]:
+    """The running batch, first victim first: fewest output tokens, then the longest
+    prompt, then the later in the batch (SGLang's ``retract_decode`` sorts the batch by
+    ``(len(output_ids), -len(origin_input_ids))``, descending, and pops from its end)."""
+    return sorted(running, key=lambda r: (len(r.output), -len(r.prompt)), reverse=True)[::-1]
 
 
 def dfs_weight_order(queue: list[Request], nodes: dict[int, TreeNode]) -> list[Request]:
