@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from timing import CLOCKS, Spread, Timed, load_average, rotated, timed, verdict
+from timing import CLOCK_NOTE, CLOCKS, Spread, Timed, load_average, rotated, timed, verdict
 from transformers import ContinuousBatchingConfig, GenerationConfig, LlamaConfig
 
 from radixlib.engine import Engine
@@ -182,7 +182,7 @@ def main() -> None:
             rounds[name].append({m.name: runs[m.name] for m in all_methods})
     print(f"after: {load_average()}")
     rates = {clock: {name: report(name, runs, clock) for name, runs in rounds.items()} for clock in CLOCKS}
-    print()
+    print(f"\n{CLOCK_NOTE}")
     for clock in CLOCKS:
         for workload, versus, goal in TARGETS:
             label = f"{clock} time, {workload}: engine with cache / {versus if versus == 'best (b)' else '(a)'}"

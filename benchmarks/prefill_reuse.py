@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import torch
-from timing import CLOCKS, Spread, interleaved, load_average, verdict
+from timing import CLOCK_NOTE, CLOCKS, Spread, interleaved, load_average, verdict
 from transformers import DynamicCache, LlamaConfig
 
 from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
@@ -122,6 +122,7 @@ def main() -> None:
         tables = prefill_table(reference, executor, prompt, slots[:PROMPT_LEN], args.rounds)
         ratios = decode_table(reference, executor, prompt, slots[:PROMPT_LEN + 1], args.rounds)
     print(f"after: {load_average()}\n")
+    print(CLOCK_NOTE)
     for clock in CLOCKS:
         print(verdict(f"{clock} time: share of the ideal speed-up at 900 of 1024 cached", tables[clock][1],
                       REACHED_GOAL, judge_worst=False))

@@ -26,6 +26,8 @@ from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 CLOCKS = ("cpu", "wall")
+CLOCK_NOTE = ("targets are judged on CPU time; wall time is this machine under its load at the time, "
+              "which neighbours change (see benchmarks/timing.py)")
 
 
 class Timed(NamedTuple):
