@@ -140,6 +140,11 @@ class AttentionExecutor:
     Takes the model over: it switches it to eval mode and to ``paged_attention``. With an
     ``allocator``, every batch's slots must lie in pages the allocator has handed out.
     Every batch is checked before the pool is touched (``checked``).
+
+    Threads are the caller's choice (nothing here sets them). With more torch threads than
+    idle cores, every mid-sized op waits at an OpenMP barrier for a descheduled thread: on
+    2 cores with one busy, 2 threads made a few-shot engine run 8x slower than 1 thread
+    (``benchmarks/timing.py``). On a shared machine, ``torch.set_num_threads(1)``.
     """
 
     def __init__(self, model: PreTrainedModel, pool: KVPool, allocator: PageAllocator | None = None):
@@ -207,7 +212,8 @@ class AttentionExecutor:
 def logits_of(hidden: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
     """``head(hidden)`` for ``hidden [M, hidden_size]``, computed as ``W @ hidden.T``.
 
-    Same numbers as the model's own ``lm_head`` (to float rounding), but with a few rows
+    What each supported ``*ForCausalLM.forward`` does after its base model (transformers
+    5: ``self.lm_head(hidden_states)``, no scaling), to float rounding; but with a few rows
     MKL streams the ``[vocab, hidden_size]`` weight once, where ``hidden @ W.T`` first
     repacks all of it: measured 2x faster at 2 to 8 rows (a decode batch), equal from 32.
     """
