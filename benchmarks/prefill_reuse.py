@@ -1,31 +1,31 @@
 """Prefix reuse on a CPU: what caching part of a 1024-token prompt saves, measured next to ideal.
 
-Two tables, medians over rounds that interleave the variants (so a noisy neighbour slows
-all of them alike):
+Two tables, each on two clocks (CPU time, the figure to quote, and wall time: ``timing.py``).
+Every variant runs once per round, the variants interleaved, and each ratio is taken within a
+round before its median and spread (lowest..highest) over the rounds:
 
 1. Prefill of one 1024-token prompt: transformers' own full forward (SDPA), then the
    executor with 0, 256, 512, 900 and 1000 of its tokens already in the pool. "ideal" is
    the ratio of FLOPs computed from the config; it is below the token ratio because the
    new tokens still attend over the cached prefix. A few new tokens cost about a decode
    step whatever their FLOPs: the forward is then bound by reading the weights.
-2. One decode step at 1024 tokens of context: through the pool vs transformers' DynamicCache.
+2. One decode step at 1024 tokens of context, next token included: through the pool vs
+   transformers' DynamicCache.
 
 Model: a seeded 39.6M-parameter Llama (hidden 512, 8 layers, 8 heads, 4 KV heads), float32,
-2 threads. Run: ``python benchmarks/prefill_reuse.py [--record]`` (about a minute on an idle
-machine; ``--record`` also stores the numbers for ``make figures``).
+one intra-op thread (why: ``timing.py``). Run: ``python benchmarks/prefill_reuse.py
+[--threads 1] [--rounds 15] [--record]`` (about two minutes on an idle machine; ``--record``
+also stores the numbers for ``make figures``).
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
-import os
-import statistics
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import CLOCK_NOTE, CLOCKS, Spread, interleaved, load_average, verdict
 from transformers import DynamicCache, LlamaConfig
 
 from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
@@ -33,63 +33,79 @@ from radixlib.models import prefill_flops, seeded_model
 
 PROMPT_LEN, CACHED = 1024, (0, 256, 512, 900, 1000)
 RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "prefill_reuse.json"
-PREFILL_ROUNDS, DECODE_ROUNDS = 15, 60
+DECODE_REPEAT = 5                     # decode steps per variant per round (their median is the round's)
+REACHED_GOAL, DECODE_GOAL = 0.85, 1.05
 CONFIG = LlamaConfig(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
                      intermediate_size=1376, vocab_size=32000, tie_word_embeddings=True,
                      max_position_embeddings=2048)
 
 
-def median_ms(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median wall time of each variant; every round runs all variants once, in turn."""
-    times = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor) -> dict:
-    """Print the prefill table; return its numbers (as ``--record`` stores them)."""
+def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor,
+                  rounds: int) -> dict[str, tuple[dict, list[float]]]:
+    """Time the prefills; per clock, print the table and return its numbers (as ``--record``
+    stores them) with the share of the ideal speed-up reached at 900 cached, per round."""
     variants = {"full": lambda: reference(torch.tensor([prompt]), use_cache=False, logits_to_keep=1)}
     for k in CACHED:
         variants[k] = lambda k=k: executor.prefill([ForwardRequest(prompt[k:], k, slots)])
-    ms = median_ms(variants, PREFILL_ROUNDS)
-    print(f"{'prefill of 1024 tokens':<30}{'computed':>9}{'ms':>9}{'speedup':>9}{'ideal':>8}{'of ideal':>10}")
-    print(f"{'transformers, full forward':<30}{PROMPT_LEN:>9}{ms['full']:>9.1f}")
-    full_flops, reached = prefill_flops(CONFIG, 0, PROMPT_LEN), {}
+    interleaved(variants, 1)                                                  # warm-up, not counted
+    seconds = interleaved(variants, rounds)
+    return {clock: print_prefill(clock, {name: [getattr(t, clock) for t in ts] for name, ts in seconds.items()})
+            for clock in CLOCKS}
+
+
+def print_prefill(clock: str, seconds: dict) -> tuple[dict, list[float]]:
+    full_flops = prefill_flops(CONFIG, 0, PROMPT_LEN)
+    ideal = {k: full_flops / prefill_flops(CONFIG, k, PROMPT_LEN) for k in CACHED}
+    speedup = {k: [f / t for f, t in zip(seconds["full"], seconds[k])] for k in CACHED}
+    reached = {k: [x / ideal[k] for x in speedup[k]] for k in CACHED}
+    ms = {name: Spread.of([1e3 * t for t in ts]) for name, ts in seconds.items()}
+    print(f"{f'prefill of 1024 tokens, {clock}':<28}{'computed':>9}{'ms':>26}{'speedup':>24}{'ideal':>8}"
+          f"{'of ideal':>20}")
+    print(f"{'transformers, full forward':<28}{PROMPT_LEN:>9}{ms['full'].format('.1f'):>26}")
     for k in CACHED:
-        speedup, ideal = ms["full"] / ms[k], full_flops / prefill_flops(CONFIG, k, PROMPT_LEN)
-        reached[k] = speedup / ideal
-        print(f"{f'executor, {k} cached':<30}{PROMPT_LEN - k:>9}{ms[k]:>9.1f}{speedup:>8.2f}x"
-              f"{ideal:>7.2f}x{reached[k]:>10.2f}")
-    return {"prompt_len": PROMPT_LEN, "full_ms": round(ms["full"], 1), "cached": list(CACHED),
-            "ms": [round(ms[k], 1) for k in CACHED], "reached_900": reached[900],
-            "ideal_ms": [round(ms["full"] * prefill_flops(CONFIG, k, PROMPT_LEN) / full_flops, 1) for k in CACHED]}
+        print(f"{f'executor, {k} cached':<28}{PROMPT_LEN - k:>9}{ms[k].format('.1f'):>26}"
+              f"{Spread.of(speedup[k]).format():>24}{ideal[k]:>7.2f}x{Spread.of(reached[k]).format():>20}")
+    print()
+    table = {"prompt_len": PROMPT_LEN, "full_ms": round(ms["full"].median, 1), "cached": list(CACHED),
+             "ms": [round(ms[k].median, 1) for k in CACHED],
+             "ideal_ms": [round(ms["full"].median / ideal[k], 1) for k in CACHED]}
+    return table, reached[900]
 
 
-def decode_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor) -> float:
-    """Print one decode step at 1024 context both ways; return pool time / DynamicCache time."""
-    with torch.inference_mode():
-        cache = reference(torch.tensor([prompt]), cache=DynamicCache(config=CONFIG)).cache
+def decode_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor,
+                 rounds: int) -> dict[str, list[float]]:
+    """Time one decode step at 1024 context both ways; per clock, print the table and return
+    pool time / DynamicCache time, per round."""
+    cache = reference(torch.tensor([prompt]), cache=DynamicCache(config=CONFIG)).cache
     token = prompt[-1]
 
-    def dynamic_cache_step():
-        reference(torch.tensor([[token]]), cache=cache, logits_to_keep=1)
+    def dynamic_cache_step() -> int:
+        logits = reference(torch.tensor([[token]]), cache=cache, logits_to_keep=1).logits
         cache.crop(-1)                                       # back to 1024 tokens (a view, no copy)
+        return int(logits[0, -1].argmax())                   # the next token, as the executor picks it
 
-    ms = median_ms({"pool": lambda: executor.decode([ForwardRequest([token], PROMPT_LEN, slots)]),
-                    "dynamic": dynamic_cache_step}, DECODE_ROUNDS)
-    print(f"\n{'decode step at 1024 context':<30}{'ms':>9}")
-    print(f"{'transformers, DynamicCache':<30}{ms['dynamic']:>9.2f}")
-    print(f"{'executor, through the pool':<30}{ms['pool']:>9.2f}{ms['pool'] / ms['dynamic']:>8.2f}x")
-    return ms["pool"] / ms["dynamic"]
+    variants = {"dynamic": dynamic_cache_step,
+                "pool": lambda: executor.decode([ForwardRequest([token], PROMPT_LEN, slots)])}
+    interleaved(variants, 1)                                                  # warm-up, not counted
+    seconds = interleaved(variants, rounds, repeat=DECODE_REPEAT)
+    ratios = {}
+    for clock in CLOCKS:
+        pool, dynamic = ([getattr(t, clock) for t in seconds[name]] for name in ("pool", "dynamic"))
+        ratios[clock] = [p / d for p, d in zip(pool, dynamic)]
+        print(f"{f'decode step at 1024 context, {clock}':<37}{'ms':>26}{'vs DynamicCache':>24}")
+        print(f"{'transformers, DynamicCache':<37}{Spread.of([1e3 * t for t in dynamic]).format():>26}")
+        print(f"{'executor, through the pool':<37}{Spread.of([1e3 * t for t in pool]).format():>26}"
+              f"{Spread.of(ratios[clock]).format():>24}\n")
+    return ratios
 
 
 def main() -> None:
-    record = "--record" in sys.argv[1:]          # also write figures/data/prefill_reuse.json
-    torch.set_num_threads(2)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see timing.py)")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--record", action="store_true", help="also write figures/data/prefill_reuse.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     model = seeded_model(CONFIG, seed=0)
     reference = copy.deepcopy(model)                         # stays on transformers' SDPA
     pool = pool_for(model, num_pages=(PROMPT_LEN + 16) // 16, page_size=16)
@@ -98,19 +114,23 @@ def main() -> None:
     prompt = torch.randint(0, CONFIG.vocab_size, (PROMPT_LEN,),
                            generator=torch.Generator().manual_seed(0)).tolist()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"Llama {params:.1f}M params, float32, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs before the run "
-          f"(other work slows the small forwards most)\n")
+    print(f"Llama {params:.1f}M params, float32, {args.threads} thread(s), torch {torch.__version__}; "
+          f"{args.rounds} interleaved rounds, median (lowest..highest)")
+    print(f"before: {load_average()}\n")
     executor.prefill([ForwardRequest(prompt, 0, slots[:PROMPT_LEN])])   # the pool holds the prompt
     with torch.inference_mode():
-        table = prefill_table(reference, executor, prompt, slots[:PROMPT_LEN])
-        ratio = decode_table(reference, executor, prompt, slots[:PROMPT_LEN + 1])
-    reached = table.pop("reached_900")
-    print(f"\ntarget: >= 0.80 of ideal at 900 cached: {reached:.2f} {'met' if reached >= 0.8 else 'MISSED'}")
-    print(f"target: decode within 1.15x of DynamicCache: {ratio:.2f}x {'met' if ratio <= 1.15 else 'MISSED'}")
-    if record:
-        model_name = f"Llama {params:.1f}M, fp32, {torch.get_num_threads()} CPU threads"
-        RECORD.write_text(json.dumps({"model": model_name, **table}, indent=2) + "\n")
+        tables = prefill_table(reference, executor, prompt, slots[:PROMPT_LEN], args.rounds)
+        ratios = decode_table(reference, executor, prompt, slots[:PROMPT_LEN + 1], args.rounds)
+    print(f"after: {load_average()}\n")
+    print(CLOCK_NOTE)
+    for clock in CLOCKS:
+        print(verdict(f"{clock} time: share of the ideal speed-up at 900 of 1024 cached", tables[clock][1],
+                      REACHED_GOAL, judge_worst=False))
+        print(verdict(f"{clock} time: decode step, pool / DynamicCache", ratios[clock], DECODE_GOAL,
+                      at_least=False, judge_worst=False))
+    if args.record:
+        model_name = f"Llama {params:.1f}M, fp32, {args.threads} CPU thread{'s' * (args.threads > 1)}, CPU time"
+        RECORD.write_text(json.dumps({"model": model_name, **tables["cpu"][0]}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
              "prefill_vs_cached.svg": plot_prefill_vs_cached(
                  prefill["cached"], prefill["ms"], prefill["ideal_ms"],
                  f"Prefill of {prefill['prompt_len']} tokens vs tokens cached ({prefill['model']})"),
-             "engine_throughput.svg": plot_throughput(engine["rates"],
-                                                      f"Engine beside transformers ({engine['model']})")}
+             "engine_throughput.svg": plot_throughput(
+                 engine["rates"], f"Engine beside transformers ({engine['model']}), median and range "
+                                  f"of {engine['rounds']} rounds", engine["spread"])}
     for name, graph in graphs.items():
         (out / name).write_text(graph.pipe(format="svg", encoding="utf-8"))
     (out / "architecture.png").write_bytes(draw_architecture().pipe(format="png"))

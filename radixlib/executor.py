@@ -14,6 +14,17 @@ request's new slots, then, request by request, gathers the whole context's K/V
 
     slots_i:  [ start_i cached slots (read only) | T_i new slots (written now) ]
 
+A decode batch whose requests share much of their context (a common prefix in the tree)
+attends in ONE part instead: the row's B queries over the union of the batch's context
+slots, each query masked to its own context (``shared_part``)::
+
+    union:    [ u_0 .. u_{U-1} ]  every distinct context slot of the batch, sorted
+    mask[i]:  True exactly at request i's slots          (B x U, B queries in the row)
+
+Masked keys get no weight, so each request attends to its context as before, but the shared
+prefix is gathered and read once per layer instead of once per request, and a layer issues
+three ops instead of three per request.
+
 The executor never allocates, matches or evicts: it computes over the slots it is handed,
 and samples each request's next token from the last position's logits (``sampling``).
 """
@@ -36,16 +47,17 @@ from .pages import PageAllocator
 from .sampling import sample
 
 ATTENTION_NAME = "radixlib_paged"
+SHARED_PART_FACTOR = 4      # one part for a decode batch while B * U <= this x the sum of its contexts
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                            "GPT2LMHeadModel")
 
 
 class Part(NamedTuple):
-    """Where one request sits in the packed row, and what it may attend to."""
+    """A stretch of the packed row (one request, or a whole decode row), and what it may attend to."""
     start: int                   # its new tokens are row[start:end]
     end: int
-    context_slots: torch.Tensor  # [start + T]: the K/V it attends over
-    mask: torch.Tensor | None    # [T, start + T] bool, True = may attend; None = no mask
+    context_slots: torch.Tensor  # [L]: the K/V it attends over (L = start + T for one request)
+    mask: torch.Tensor | None    # [end - start, L] bool, True = may attend; None = no mask
     is_causal: bool              # no prefix, several tokens: SDPA's own causal path, no mask
 
 
@@ -97,7 +109,7 @@ def paged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     """Attention over the pool for a packed row of N new tokens (post-RoPE).
 
     ``query`` is ``[1, heads, N, head_dim]``, ``key``/``value`` ``[1, kv_heads, N, head_dim]``.
-    Writes the new K/V first, so each request then reads its prefix AND its new tokens
+    Writes the new K/V first, so each part then reads its prefix AND its new tokens
     from the pool. Returns ``([1, N, heads, head_dim], None)`` as transformers expects.
     ``attention_mask`` is always None: transformers builds no mask for an implementation
     that has no mask function registered, and each ``Part`` brings its own.
@@ -113,7 +125,7 @@ def paged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 
 
 def attend(pool: KVPool, layer: int, query: torch.Tensor, part: Part, scaling: float) -> torch.Tensor:
-    """One request: ``query [1, heads, T, head_dim]`` over its context K/V from the pool."""
+    """One part: ``query [1, heads, T, head_dim]`` over its context K/V from the pool."""
     k, v = pool.gather(layer, part.context_slots)                # [L, kv_heads, head_dim]
     k, v = k.transpose(0, 1)[None], v.transpose(0, 1)[None]      # [1, kv_heads, L, head_dim]
     return F.scaled_dot_product_attention(query, k, v, attn_mask=part.mask, is_causal=part.is_causal,
@@ -128,6 +140,11 @@ class AttentionExecutor:
     Takes the model over: it switches it to eval mode and to ``paged_attention``. With an
     ``allocator``, every batch's slots must lie in pages the allocator has handed out.
     Every batch is checked before the pool is touched (``checked``).
+
+    Threads are the caller's choice (nothing here sets them). With more torch threads than
+    idle cores, every mid-sized op waits at an OpenMP barrier for a descheduled thread: on
+    2 cores with one busy, 2 threads made a few-shot engine run 8x slower than 1 thread
+    (``benchmarks/timing.py``). On a shared machine, ``torch.set_num_threads(1)``.
     """
 
     def __init__(self, model: PreTrainedModel, pool: KVPool, allocator: PageAllocator | None = None):
@@ -171,9 +188,9 @@ class AttentionExecutor:
         device = self.pool.k.device
         ids = torch.tensor([t for request in batch for t in request.tokens], device=device)
         row_positions = torch.cat([positions(r.start, len(r.tokens)) for r in batch]).to(device)
-        out = self.model(input_ids=ids[None], position_ids=row_positions[None], use_cache=False,
-                         logits_to_keep=keep.to(device), packed_batch=pack(batch, self.pool))
-        return out.logits[0]
+        out = self.model.base_model(input_ids=ids[None], position_ids=row_positions[None], use_cache=False,
+                                    packed_batch=pack(batch, self.pool))
+        return logits_of(out.last_hidden_state[0, keep.to(device)], self.model.get_output_embeddings())
 
     def checked(self, batch: Sequence[ForwardRequest]) -> list[ForwardRequest]:
         """The batch with tokens as lists and slots as tensors; ``ValueError`` unless every
@@ -184,11 +201,24 @@ class AttentionExecutor:
                             slots=torch.as_tensor(r.slots, dtype=torch.long)) for r in batch]
         for i, request in enumerate(batch):
             check_request(request, i, self.vocab_size, self.max_context)
-            check_slots_in_range(request, i, self.pool.num_slots)
+        slots = torch.cat([request.slots for request in batch])      # every context slot, request by request
+        check_slots_in_range(batch, slots, self.pool.num_slots)
         check_writes_disjoint(batch)
         if self.allocator is not None:
-            check_allocated(batch, self.allocator)
+            check_allocated(batch, slots, self.allocator)
         return batch
+
+
+def logits_of(hidden: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
+    """``head(hidden)`` for ``hidden [M, hidden_size]``, computed as ``W @ hidden.T``.
+
+    What each supported ``*ForCausalLM.forward`` does after its base model (transformers
+    5: ``self.lm_head(hidden_states)``, no scaling), to float rounding; but with a few rows
+    MKL streams the ``[vocab, hidden_size]`` weight once, where ``hidden @ W.T`` first
+    repacks all of it: measured 2x faster at 2 to 8 rows (a decode batch), equal from 32.
+    """
+    logits = (head.weight @ hidden.T).T
+    return logits if head.bias is None else logits + head.bias
 
 
 def spans(batch: Sequence[ForwardRequest]) -> list[tuple[int, int]]:
@@ -200,10 +230,36 @@ def spans(batch: Sequence[ForwardRequest]) -> list[tuple[int, int]]:
 def pack(batch: Sequence[ForwardRequest], pool: KVPool) -> PackedBatch:
     """Lay the requests out along one row (see the module docstring)."""
     device = pool.k.device
-    parts = [Part(start, end, request.slots.to(device), *mask_for(request, device))
-             for request, (start, end) in zip(batch, spans(batch))]
+    shared = shared_part(batch, device)
+    parts = [shared] if shared is not None else request_parts(batch, device)
     new_slots = torch.cat([request.slots[request.start:] for request in batch]).to(device)
     return PackedBatch(pool, new_slots, parts)
+
+
+def request_parts(batch: Sequence[ForwardRequest], device: torch.device) -> list[Part]:
+    """One part per request: its new tokens over its own context."""
+    return [Part(start, end, request.slots.to(device), *mask_for(request, device))
+            for request, (start, end) in zip(batch, spans(batch))]
+
+
+def shared_part(batch: Sequence[ForwardRequest], device: torch.device) -> Part | None:
+    """One part for a whole decode row, when that is cheaper (see the module docstring).
+
+    Its cost grows with B x U (every query against the whole union), that of one part per
+    request with the sum of the contexts (each gathered and read on its own); on this CPU
+    the single part is faster up to about 7x as many key reads, so it is taken up to
+    ``SHARED_PART_FACTOR`` x. None for prefill, a single request, or too little sharing.
+    """
+    if len(batch) < 2 or any(len(request.tokens) != 1 for request in batch):
+        return None
+    slots = torch.cat([request.slots for request in batch])
+    union, column = torch.unique(slots, return_inverse=True)     # slots[j] == union[column[j]]
+    if len(batch) * len(union) > SHARED_PART_FACTOR * len(slots):
+        return None
+    row = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor([len(r.slots) for r in batch]))
+    mask = torch.zeros(len(batch), len(union), dtype=torch.bool)
+    mask[row, column] = True                                     # request i sees its own slots only
+    return Part(0, len(batch), union.to(device), mask.to(device), False)
 
 
 # --- the model's K/V shapes ----------------------------------------------------------------
@@ -260,22 +316,32 @@ def check_request(request: ForwardRequest, i: int, vocab_size: int, max_len: int
         raise ValueError(f"request {i}: context of {context} tokens exceeds the model's maximum {max_len}")
 
 
-def check_slots_in_range(request: ForwardRequest, i: int, num_slots: int) -> None:
-    if not 0 <= int(request.slots.min()) <= int(request.slots.max()) < num_slots:
-        raise ValueError(f"request {i} has slots outside the pool's 0..{num_slots - 1}")
+def check_slots_in_range(batch: Sequence[ForwardRequest], slots: torch.Tensor, num_slots: int) -> None:
+    """``slots``: every request's slots, concatenated; on a miss, name the first bad request."""
+    if 0 <= int(slots.min()) and int(slots.max()) < num_slots:
+        return
+    i = next(i for i, r in enumerate(batch) if int(r.slots.min()) < 0 or int(r.slots.max()) >= num_slots)
+    raise ValueError(f"request {i} has slots outside the pool's 0..{num_slots - 1}")
 
 
 def check_writes_disjoint(batch: Sequence[ForwardRequest]) -> None:
     """No slot is written twice, and none that some request reads as its cached prefix."""
-    written = [s for request in batch for s in request.slots[request.start:].tolist()]
-    read = {s for request in batch for s in request.slots[:request.start].tolist()}
-    if len(set(written)) != len(written) or not read.isdisjoint(written):
+    written = torch.cat([request.slots[request.start:] for request in batch])
+    read = torch.cat([request.slots[:request.start] for request in batch])
+    if len(written.unique()) != len(written) or bool(torch.isin(written, read).any()):
         raise ValueError("two writes to one slot, or a write over a cached prefix slot, in this batch")
 
 
-def check_allocated(batch: Sequence[ForwardRequest], allocator: PageAllocator) -> None:
+def check_allocated(batch: Sequence[ForwardRequest], slots: torch.Tensor, allocator: PageAllocator) -> None:
+    """Every slot lies in an allocated page; ``slots`` as in ``check_slots_in_range``."""
+    if not free_pages(slots, allocator):
+        return
     for i, request in enumerate(batch):
-        pages = torch.unique(request.slots // allocator.page_size).tolist()
-        free = [page for page in pages if allocator.is_free(page)]
-        if free:
+        if free := free_pages(request.slots, allocator):
             raise ValueError(f"request {i} uses slots in pages {free}, which are not allocated")
+
+
+def free_pages(slots: torch.Tensor, allocator: PageAllocator) -> list[int]:
+    """The free pages that ``slots`` fall in."""
+    pages = torch.unique(torch.div(slots, allocator.page_size, rounding_mode="floor")).tolist()
+    return [page for page in pages if allocator.is_free(page)]

@@ -87,14 +87,19 @@ def plot_prefill_vs_cached(cached: Sequence[int], measured_ms: Sequence[float],
     return fig
 
 
-def plot_throughput(rates: dict[str, dict[str, float]], title: str) -> Figure:
-    """New tokens per second per method (bars), one group per workload."""
+def plot_throughput(rates: dict[str, dict[str, float]], title: str,
+                    spread: dict[str, dict[str, Sequence[float]]] | None = None) -> Figure:
+    """New tokens per second per method (bars), one group per workload; ``spread[workload][method]``
+    (lowest, highest), when given, draws each bar's range over the runs."""
     fig, ax = figure(title, "new tokens per second", "method")
     methods = list(next(iter(rates.values())))
     width = 0.8 / len(rates)
     for i, (workload, by_method) in enumerate(rates.items()):
-        ax.barh([m + (i - (len(rates) - 1) / 2) * width for m in range(len(methods))],
-                [by_method[m] for m in methods], height=width, label=workload)
+        medians = [by_method[m] for m in methods]
+        ranges = None if spread is None else [[med - spread[workload][m][0] for m, med in zip(methods, medians)],
+                                              [spread[workload][m][1] - med for m, med in zip(methods, medians)]]
+        ax.barh([m + (i - (len(rates) - 1) / 2) * width for m in range(len(methods))], medians,
+                height=width, label=workload, xerr=ranges, capsize=2 if ranges else 0)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     ax.invert_yaxis()
     ax.grid(False, axis="y")

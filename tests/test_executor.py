@@ -138,6 +138,45 @@ def test_pool_only_greedy_decode_equals_generate(arch):
         assert out == expected
 
 
+def shared_prefix_decode(rig: Rig) -> list[ForwardRequest]:
+    """Four prompts on one 32-token prefix, prefilled; their first decode batch (not run)."""
+    shared = random_tokens(32, seed=10)
+    shared_slots = rig.fresh_slots(32)
+    rig.executor.prefill([ForwardRequest(shared, 0, shared_slots)])
+    batch = []
+    for n in (1, 4, 7, 10):
+        own, slots = random_tokens(n, seed=11 + n), torch.cat([shared_slots, rig.fresh_slots(n + 1)])
+        rig.executor.prefill([ForwardRequest(own, 32, slots[:32 + n])])
+        batch.append(ForwardRequest([own[-1]], 32 + n, slots))
+    return batch
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_decode_in_one_shared_part_equals_one_part_per_request(arch, monkeypatch):
+    rig = Rig(arch, page_size=1)
+    batch = shared_prefix_decode(rig)
+    assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == 1
+    shared = rig.executor.logits(batch)
+    monkeypatch.setattr(ex, "SHARED_PART_FACTOR", 0)                      # one part per request
+    assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == len(batch)
+    torch.testing.assert_close(shared, rig.executor.logits(batch), atol=1e-5, rtol=0)
+
+
+def test_control_a_shared_part_that_sees_every_slot_is_caught(monkeypatch):
+    rig = Rig("llama", page_size=1)
+    batch = shared_prefix_decode(rig)
+    right = rig.executor.logits(batch)
+    see_all = ex.shared_part
+    monkeypatch.setattr(ex, "shared_part", lambda b, device: see_all(b, device)._replace(mask=None))
+    assert (rig.executor.logits(batch) - right).abs().max() > 1e-3
+
+
+def test_decode_without_enough_sharing_keeps_one_part_per_request():
+    rig = Rig("llama", page_size=1)
+    batch = [ForwardRequest([1], 9, rig.fresh_slots(10)) for _ in range(ex.SHARED_PART_FACTOR + 1)]
+    assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == len(batch)
+
+
 # --- bad input: a clear error, and the pool exactly as it was --------------------------------
 
 @pytest.fixture
@@ -189,6 +228,12 @@ def test_two_requests_writing_one_slot(rig):
     slots = rig.fresh_slots(4)
     assert_refused(rig, [ForwardRequest([1, 2], 0, slots[:2]), ForwardRequest([3, 4], 0, slots[1:3])],
                    match="two writes to one slot")
+
+
+def test_a_write_over_another_requests_cached_prefix(rig):
+    slots = rig.fresh_slots(4)
+    assert_refused(rig, [ForwardRequest([1, 2], 2, slots), ForwardRequest([3], 0, slots[1:2])],
+                   match="a write over a cached prefix slot")
 
 
 def test_decode_takes_one_token_per_request(rig):

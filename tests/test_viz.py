@@ -161,6 +161,14 @@ def test_plots_have_title_labels_and_legend():
     assert [b.get_width() for b in bars] == [1.0, 2.0, 3.0, 4.0]     # one bar per workload x method
 
 
+def test_throughput_spread_draws_each_bars_range():
+    rates, spread = {"w": {"a": 2.0, "b": 5.0}}, {"w": {"a": (1.5, 3.0), "b": (4.0, 5.5)}}
+    ax = plot_throughput(rates, "t", spread).axes[0]
+    (segments,) = [c.get_segments() for c in ax.collections]              # the error bars
+    assert [(s[0][0], s[1][0]) for s in segments] == [(1.5, 3.0), (4.0, 5.5)]
+    assert not plot_throughput(rates, "t").axes[0].collections
+
+
 def test_long_titles_are_wrapped_to_fit():
     title = "Prefill of 1024 tokens vs tokens cached (Llama 39.6M, fp32, 2 CPU threads)"
     lines = plot_prefill_vs_cached([0, 8], [10.0, 4.0], [10.0, 3.0], title).axes[0].get_title().split("\n")
