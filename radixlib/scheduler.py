@@ -133,6 +133,12 @@ class Scheduler:
         self.retractions = 0
         self._prefilled: list[Request] = []  # the last prefill batch, merged into running next step
 
+    def __repr__(self) -> str:
+        running = [(r.rid, len(r.output), r.remaining_new_tokens) for r in self.running]
+        return (f"Scheduler({self.schedule}, free_tokens={self.router.free_tokens}, "
+                f"new_token_ratio={self.new_token_ratio:.3g}, running (rid, outputs, remaining)={running}, "
+                f"waiting={[r.rid for r in self.waiting]})")
+
     # ------------------------------------------------------------------ queue
     def add(self, req: Request) -> None:
         """Queue ``req``; a request that could never be admitted is refused here.
@@ -388,8 +394,9 @@ class Scheduler:
         if self.schedule == "dfs-weight":
             self.waiting = dfs_weight_order(self.waiting, {key: m.node for key, m in matches.items()})
             return
-        last = self._in_batch_deprioritized([(r, matches[id(r)].prefix_len) for r in self.waiting])
-        self.waiting.sort(key=lambda r: float("inf") if id(r) in last else -matches[id(r)].prefix_len)
+        prefix_lens = {key: m.prefix_len for key, m in matches.items()}
+        last = self._in_batch_deprioritized([(r, prefix_lens[id(r)]) for r in self.waiting])
+        self.waiting = lpm_order(self.waiting, prefix_lens, last)
 
     def _in_batch_deprioritized(self, queue: list[tuple[Request, int]]) -> set[int]:
         """Requests with a short cache hit sharing >= ``in_batch_threshold`` tokens with an
@@ -408,6 +415,13 @@ class Scheduler:
             else:
                 earlier.insert(i, key)
         return deprioritized
+
+
+def lpm_order(queue: list[Request], prefix_lens: dict[int, int], last: set[int]) -> list[Request]:
+    """Longest cached prefix first (``prefix_lens[id(req)]``, a stable sort), the requests in
+    ``last`` (deprioritized by in-batch prefix caching) after all others (SGLang's
+    ``_sort_by_longest_prefix``)."""
+    return sorted(queue, key=lambda r: float("inf") if id(r) in last else -prefix_lens[id(r)])
 
 
 def retraction_order(running: list[Request]) -> list[Request]:

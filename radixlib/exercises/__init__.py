@@ -22,7 +22,7 @@ from importlib import import_module
 from typing import Any, NamedTuple
 
 CHAPTERS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("ch")))
-ARG_WIDTH = 70                    # characters of an argument shown in a message
+ARG_WIDTH = 200                   # characters of an argument shown in a message
 DUMP_WIDTH = 400                  # ... or of a text dump (a cache's tree)
 
 

@@ -1,2 +1,0 @@
-"""Chapter 06 exercises (filled in as the chapter is written)."""
-EXERCISES: list = []
