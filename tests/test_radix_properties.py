@@ -40,7 +40,7 @@ def cached_prefixes(cache) -> set[tuple]:
     while stack:
         node, path = stack.pop()
         for child in node.children.values():
-            full = path + child.key
+            full = path + tuple(child.key)
             out.update(full[:n] for n in range(len(path) + cache.page_size, len(full) + 1, cache.page_size))
             stack.append((child, full))
     return out
