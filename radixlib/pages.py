@@ -9,7 +9,7 @@ Page ``p`` owns the slots ``[p * page_size, (p + 1) * page_size)``::
 A request that holds ``n`` tokens needs ``ceil(n / page_size)`` pages; the slots
 past ``n`` in its last page are the alignment waste that chapter 01 measures.
 
-Every page has exactly one owner, and the allocator knows which (the page manager
+Every page has exactly one owner, and the allocator records which (the page manager
 and the radix cache are coupled by construction)::
 
     free ──alloc──► held by a caller ──adopt──► the tree's ──reclaim──► free
@@ -23,24 +23,14 @@ from __future__ import annotations
 
 import operator
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from itertools import repeat
-from typing import NamedTuple
+
+FREE, HELD, TREE = 0, 1, 2                  # a page's owner: nobody, a caller, the radix tree
+OWNERS = ("free", "a caller", "the radix tree")
 
 
 class OutOfPages(RuntimeError):
     """Raised by ``PageAllocator.alloc`` when fewer pages are free than asked for."""
-
-
-class Lease(NamedTuple):
-    """The pages one ``alloc`` call handed out, and which of them the caller still holds.
-
-    pages: [3 4 7 8 9]   ascending, as alloc hands them out
-    held:  [1 1 0 0 1]   0 once freed or adopted by the tree
-    """
-    pages: array         # page ids, 'q'
-    held: bytearray
 
 
 class PageAllocator:
@@ -49,12 +39,14 @@ class PageAllocator:
     Like SGLang's paged allocator, freed pages are not sorted back in one by one: they
     wait in a released list, merged and sorted only when the ready list runs short::
 
-        ready:    [9 8 7 6]  (descending; alloc pops the lowest from the end)
-        released: [2 0]      (freed since the last merge)
+        ready:     [9 8 7 6]  (descending; alloc pops the lowest from the end)
+        released:  [2 0]      (freed by callers since the last merge)
+        reclaimed: [5 4]      (freed by the tree's eviction since the last merge)
 
-    Pages a caller holds are tracked per ``Lease`` (one per ``alloc``), so that a run
-    of pages changes owner with one slice of a bytearray rather than page by page; a
-    page the allocator handed out that no caller holds is the tree's.
+    One byte per page records its owner. Pages change owner a run of consecutive ids
+    at a time (a slice of that bytearray), and the lowest-first order keeps runs long:
+    an alloc or an insert's new pages is one to three runs. Reclaimed pages count as
+    free at once; their bytes are set at the merge, when sorting has made the runs long.
 
     Every method validates before it changes anything, so a failed call leaves the
     allocator exactly as it was.
@@ -65,14 +57,15 @@ class PageAllocator:
         self.page_size = positive_int(page_size, "page_size")
         self._ready = list(range(num_pages - 1, -1, -1))
         self._released: list[int] = []
-        self._lease_of: dict[int, Lease] = {}      # page -> the lease it was last handed out in
-        self._num_held = 0
-        self._free_set: set[int] | None = None     # built on demand by is_free
+        self._reclaimed: list[int] = []
+        self._reclaimed_set: set[int] | None = set()   # built on demand
+        self._owner = bytearray(num_pages)          # FREE, HELD or TREE (or reclaimed), by page id
+        self._ids = array("Q", range(num_pages))    # 0 1 2 ...: runs are slices equal to it
 
     @property
     def available(self) -> int:
         """Number of free pages."""
-        return len(self._ready) + len(self._released)
+        return len(self._ready) + len(self._released) + len(self._reclaimed)
 
     @property
     def num_slots(self) -> int:
@@ -80,118 +73,149 @@ class PageAllocator:
 
     @property
     def tree_pages(self) -> int:
-        """Number of pages the tree owns (handed out, and held by no caller)."""
-        return self.num_pages - self.available - self._num_held
+        """Number of pages the tree owns."""
+        return self._owner.count(TREE) - len(self._reclaimed)
 
     def alloc(self, n: int) -> list[int]:
         """Take ``n`` free pages (lowest ready ids first); ``OutOfPages`` if fewer are free."""
         n = non_negative_int(n, "number of pages to allocate")
         if n > self.available:
             raise OutOfPages(f"asked for {n} pages, only {self.available} of {self.num_pages} are free")
-        if n > len(self._ready):                    # merge the released pages back in, sorted
-            self._ready = sorted(self._ready + self._released, reverse=True)
-            self._released = []
+        if n > len(self._ready):                    # merge the freed pages back in, sorted
+            self._merge()
         pages = self._ready[len(self._ready) - n:][::-1]
+        self._move(array("Q", pages), FREE, HELD)
         del self._ready[len(self._ready) - n:]
-        self._lend(pages)
         return pages
 
     def free(self, pages: Iterable[int]) -> None:
         """A caller gives back pages it holds. Free or tree pages, repeats and junk raise, freeing nothing."""
-        ids = self._take_from_caller(page_list(pages), "double free or unknown page")
-        self._released += ids
-        self._free_set = None
+        self._released += self._take(page_list(pages), HELD, FREE, "double free or unknown page")
 
     def adopt(self, pages: list[int]) -> list[int]:
         """The tree takes ``pages`` from the caller that holds them (``RadixCache.insert``).
 
         Returns them as plain ints (numpy integers converted), for the tree to keep.
         """
-        return self._take_from_caller(pages, "pages must be distinct and held by the caller")
+        return self._take(pages, HELD, TREE, "pages must be distinct and held by the caller")
 
     def reclaim(self, pages: list[int]) -> None:
-        """The tree gives back pages it owns (``RadixCache.evict``): no check, by invariant."""
-        self._released += pages
-        self._free_set = None
+        """The tree gives back pages it owns (``RadixCache.evict``; trusted, by invariant)."""
+        self._reclaimed += pages
+        self._reclaimed_set = None
+
+    def owner(self, page: int) -> str:
+        """Who owns ``page``: ``"free"``, ``"a caller"`` or ``"the radix tree"``."""
+        if not isinstance(page, int) or not 0 <= page < self.num_pages:
+            raise ValueError(f"page id {page!r} is not an integer in 0..{self.num_pages - 1}")
+        if self._reclaimed_set is None:
+            self._reclaimed_set = set(self._reclaimed)
+        return OWNERS[FREE if page in self._reclaimed_set else self._owner[page]]
 
     def is_free(self, page: int) -> bool:
-        if self._free_set is None:                  # drawings and checks ask page by page
-            self._free_set = {*self._ready, *self._released}
-        return page in self._free_set
+        return self.owner(page) == OWNERS[FREE]
 
     def held(self) -> set[int]:
         """The ids of the pages callers hold (handed out and not adopted by the tree)."""
-        leases = {id(lease): lease for lease in self._lease_of.values()}.values()
-        return {p for lease in leases for p, held in zip(lease.pages, lease.held) if held}
+        return {p for p, owner in enumerate(self._owner) if owner == HELD}
 
     def allocated(self) -> set[int]:
         """The ids of all pages currently handed out: held by callers or owned by the tree."""
-        return set(range(self.num_pages)).difference(self._ready, self._released)
+        return {p for p, owner in enumerate(self._owner) if owner != FREE}.difference(self._reclaimed)
 
     # ------------------------------------------------------------ ownership
-    def _lend(self, pages: list[int]) -> None:
-        lease = Lease(array("q", pages), bytearray(b"\x01") * len(pages))
-        self._lease_of.update(zip(pages, repeat(lease)))
-        self._num_held += len(pages)
-        self._free_set = None
-
-    def _take_from_caller(self, pages: list[int], what: str) -> list[int]:
-        """Mark ``pages`` no longer held by callers and return them as plain ints;
-        ``ValueError`` (nothing marked) unless they are distinct pages callers hold."""
-        taken: list[tuple[Lease, int, int]] = []
+    def _merge(self) -> None:
+        """Sort the freed pages back into the ready list; the reclaimed ones become free."""
+        reclaimed = sorted(self._reclaimed)
+        self._move(array("Q", reclaimed), TREE, FREE)
+        self._ready = sorted(self._ready + self._released + reclaimed, reverse=True)
+        self._released, self._reclaimed, self._reclaimed_set = [], [], set()
+    def _take(self, pages: list[int], old: int, new: int, what: str) -> list[int]:
+        """Move ``pages`` from owner ``old`` to ``new``; return them as plain ints.
+        ``ValueError``, with nothing changed, unless they are distinct pages of ``old``."""
         try:
-            ids = array("q")
+            ids = array("Q")
             ids.fromlist(pages)                     # every id an integer
-            if type(sum(pages)) is not int:         # numpy integers: keep plain ints
-                pages = ids.tolist()
-            i = 0
-            while i < len(ids):
-                lease, start, stop = self._held_run(ids, i)
-                lease.held[start:stop] = bytes(stop - start)      # a repeat later is not held
-                taken.append((lease, start, stop))
-                i += stop - start
-        except (ValueError, TypeError, OverflowError, KeyError):
-            for lease, start, stop in taken:      # undo, then explain
-                lease.held[start:stop] = b"\x01" * (stop - start)
-            raise ValueError(f"{what}: {self._why_not_held(pages)}") from None
-        self._num_held -= len(ids)
-        return pages
+            self._move(ids, old, new)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{what}: {self._why_not(pages, old)}") from None
+        return pages if old == TREE or type(sum(pages)) is int else ids.tolist()   # numpy ints
 
-    def _held_run(self, ids: array, i: int) -> tuple[Lease, int, int]:
-        """The longest run ``ids[i:]`` starts with that is consecutive held pages of one
-        lease, as ``(lease, start, stop)`` positions in it; ``ValueError`` if ``ids[i]`` is not held.
+    def _move(self, ids: array, old: int, new: int) -> None:
+        """Give the pages ``ids`` from ``old`` to ``new``, a run at a time; ``ValueError``
+        (every run given back) if one is not ``old``'s or comes twice."""
+        done: list[tuple[int, int]] = []
+        for first, stop in self._runs(ids):
+            if self._owner.count(old, first, stop) != stop - first:
+                for first, stop in done:
+                    self._owner[first:stop] = bytes((old,)) * (stop - first)
+                raise ValueError(f"pages {first}..{stop - 1} are not all {OWNERS[old]}'s")
+            self._owner[first:stop] = bytes((new,)) * (stop - first)
+            done.append((first, stop))
 
-        ids:    [ 7  8  9  3 ]        i = 0
-        lease:  [ 3  4  7  8  9 ]     -> (lease, 2, 5)
-        held:   [ 1  1  1  1  1 ]
+    def _runs(self, ids: array) -> list[tuple[int, int]]:
+        """``ids`` cut into runs of consecutive page ids, as ``(first, last + 1)``.
+
+        [7 8 9 3 4]  ->  [(7, 10), (3, 5)]
         """
-        lease = self._lease_of[ids[i]]              # KeyError: never handed out
-        start = bisect_left(lease.pages, ids[i])    # a lease's pages are ascending
-        n = min(len(ids) - i, len(lease.pages) - start)
-        mine, theirs = ids[i: i + n], lease.pages[start: start + n]
-        if mine != theirs:                          # the caller's order leaves the lease's here
-            n = next(k for k, (a, b) in enumerate(zip(mine, theirs)) if a != b)
-        stop = lease.held.find(0, start, start + n)     # a held page is still this lease's
-        stop = start + n if stop < 0 else stop
-        if stop == start:
-            raise ValueError(f"page {ids[i]} is not held")
-        return lease, start, stop
+        if ids and ids == self._ids[ids[0]: ids[0] + len(ids)]:
+            return [(ids[0], ids[0] + len(ids))]    # one run: the common case
+        runs, i = [], 0
+        while i < len(ids):
+            first = ids[i]
+            n = common_prefix_len(ids, self._ids, i, first)
+            if n == 0:
+                raise ValueError(f"page id {first} is out of range")
+            runs.append((first, first + n))
+            i += n
+        return runs
 
-    def _why_not_held(self, pages: Sequence[int]) -> str:
-        seen, held = set(), self.held()
+    def _why_not(self, pages: Sequence[int], old: int) -> str:
+        seen: set[int] = set()
         for p in pages:
             if not isinstance(p, int) or not 0 <= p < self.num_pages:
                 return f"page id {p!r} is not an integer in 0..{self.num_pages - 1}"
             if p in seen:
                 return f"page {p} appears twice"
-            if p not in held:
-                return f"page {p} is free" if self.is_free(p) else f"page {p} belongs to the radix tree"
+            if self.owner(p) != OWNERS[old]:
+                return f"page {p} is free" if self.is_free(p) else f"page {p} belongs to {self.owner(p)}"
             seen.add(p)
         raise AssertionError("unreachable")
 
     def __repr__(self) -> str:
         return (f"PageAllocator(num_pages={self.num_pages}, page_size={self.page_size}, "
                 f"available={self.available})")
+
+
+def common_prefix_len(a: Sequence, b: Sequence, i: int = 0, j: int = 0) -> int:
+    """Length of the longest common prefix of ``a[i:]`` and ``b[j:]``, by C-level slice
+    compares: windows that double in size until one differs, then halving that window,
+    so the time grows with the prefix found, not with the sequences."""
+    n, lo, width = max(0, min(len(a) - i, len(b) - j)), 0, 16
+    while lo < n:                  # invariant: a[i:i+lo] == b[j:j+lo]
+        hi = min(lo + width, n)
+        if a[i + lo: i + hi] != b[j + lo: j + hi]:
+            break
+        lo, width = hi, 2 * width
+    else:
+        return n
+    while hi - lo > 1:             # and a[i:i+hi] != b[j:j+hi]
+        mid = (lo + hi) // 2
+        if a[i + lo: i + mid] == b[j + lo: j + mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def common_prefix_len_plain(a: Sequence, b: Sequence, i: int = 0, j: int = 0) -> int:
+    """``common_prefix_len`` the obvious way, item by item (a property test checks they agree)."""
+    n = 0
+    for x, y in zip(a[i:], b[j:]):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def page_list(pages: Iterable[int]) -> list[int]:

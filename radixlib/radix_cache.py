@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from .eviction import policy_key
-from .pages import PageAllocator, non_negative_int, page_aligned, page_list, pages_needed
+from .pages import PageAllocator, common_prefix_len, non_negative_int, page_aligned, page_list, pages_needed
 
 
 class InvariantError(AssertionError):
@@ -118,13 +118,12 @@ class RadixCache:
         node, splits it so that the returned ``node`` ends exactly at the match.
         """
         key = self._aligned(token_array(tokens))
-        path = self._walk(key)
+        path, length = self._walk(key)
         pages: list[int] = []
         for child, n in path:
             pages += child.pages[: n // self.page_size]
         self._touch(path)
-        node = self._end_node(path)
-        return MatchResult(sum(n for _, n in path), pages, node)
+        return MatchResult(length, pages, self._end_node(path))
 
     def insert(self, tokens: Iterable[int], pages: Sequence[int], priority: float = 0) -> int:
         """Cache ``tokens`` (cut to whole pages) whose K/V live in ``pages``.
@@ -137,8 +136,7 @@ class RadixCache:
         """
         tokens, priority = token_array(tokens), check_priority(priority)
         key = self._aligned(tokens)
-        path = self._walk(key)
-        present = sum(n for _, n in path)
+        path, present = self._walk(key)
         new_pages = self._adopt_pages(len(tokens), page_list(pages), present, len(key))
         self._touch(path)
         node = self._end_node(path)
@@ -174,18 +172,21 @@ class RadixCache:
         """Free at least ``num_tokens`` tokens (whole nodes, so maybe more) or all that is evictable.
 
         Pops unlocked leaves in policy order; a parent that becomes an unlocked leaf
-        joins the heap. Returns the number of tokens freed.
+        joins the heap. The evicted nodes' pages go back to the allocator in one call.
+        Returns the number of tokens freed.
         """
         num_tokens = non_negative_int(num_tokens, "number of tokens to evict")
         heap = [(self._eviction_key(n), n) for n in self._evictable_leaves]
         heapq.heapify(heap)
-        freed = 0
+        freed, pages = 0, []
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
             parent = self._delete_leaf(leaf)
             freed += len(leaf.key)
+            pages += leaf.pages
             if not parent.children and parent.lock_ref == 0:
                 heapq.heappush(heap, (self._eviction_key(parent), parent))
+        self.allocator.reclaim(pages)
         return freed
 
     def nodes(self) -> Iterator[TreeNode]:
@@ -202,8 +203,9 @@ class RadixCache:
         return sorted(self._evictable_leaves, key=lambda n: (self._eviction_key(n), n))
 
     # -------------------------------------------------------- tree mechanics
-    def _walk(self, key: array) -> list[tuple[TreeNode, int]]:
-        """The path ``key`` follows from the root: ``(node, tokens matched in it)``.
+    def _walk(self, key: array) -> tuple[list[tuple[TreeNode, int]], int]:
+        """The path ``key`` follows from the root, ``(node, tokens matched in it)`` per node,
+        and the number of tokens matched.
 
         Read-only. Every node but the last is matched whole; the last may be partial.
         """
@@ -218,7 +220,7 @@ class RadixCache:
             if n < len(child.key):
                 break
             node = child
-        return path
+        return path, length
 
     def _touch(self, path: list[tuple[TreeNode, int]]) -> None:
         """One tick of the clock for the whole path (the root included)."""
@@ -257,8 +259,7 @@ class RadixCache:
         self._update_leaf_status(leaf)
 
     def _delete_leaf(self, leaf: TreeNode) -> TreeNode:
-        """Free ``leaf``'s pages, unhook it (``parent = None`` marks it gone); return its parent."""
-        self.allocator.reclaim(leaf.pages)
+        """Unhook ``leaf`` (``parent = None`` marks it gone); return its parent."""
         parent, leaf.parent = leaf.parent, None
         del parent.children[self._child_key(leaf.key, 0)]
         self._evictable -= len(leaf.key)
@@ -458,31 +459,6 @@ def check_priority(priority: float | None) -> float:
     if type(priority) is int or isinstance(priority, numbers.Real) and priority == priority:        # NaN != NaN
         return priority
     raise TypeError(f"priority must be a real number (or None for 0), got {priority!r:.40}")
-
-
-def common_prefix_len(a: Sequence, b: Sequence) -> int:
-    """Length of the longest common prefix, by binary search over C-level slice compares."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n                  # invariant: a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def common_prefix_len_plain(a: Sequence, b: Sequence) -> int:
-    """``common_prefix_len`` the obvious way, token by token (a property test checks they agree)."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _require(ok: bool, message: str) -> None:

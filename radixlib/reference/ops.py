@@ -70,7 +70,8 @@ class Matched(NamedTuple):
 
 
 class Evicted(NamedTuple):
-    """What an ``Evict`` freed: the token count and each freed node's pages, in order."""
+    """What an ``Evict`` freed: the token count and the freed pages, node after node in
+    eviction order (one tuple: radixlib frees them in one call, SGLang node by node)."""
     freed: int
     frees: tuple[Pages, ...]
 

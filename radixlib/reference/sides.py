@@ -6,12 +6,14 @@ translated to pages (page ``p`` = slots ``p * page_size .. p * page_size + page_
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import torch
 
-from radixlib.pages import PageAllocator, slots_of
+from radixlib.pages import PageAllocator
 from radixlib.radix_cache import MatchResult, RadixCache, TreeNode
 
 from .ops import (
@@ -36,7 +38,7 @@ from .sglang import load_sglang
 
 class RecordingAllocator(PageAllocator):
     """A ``PageAllocator`` that also keeps the pages of every ``reclaim`` (the tree's
-    frees, one per evicted node), in order."""
+    frees: one call per ``evict``), in order."""
 
     def __init__(self, num_pages: int, page_size: int):
         super().__init__(num_pages, page_size)
@@ -44,7 +46,7 @@ class RecordingAllocator(PageAllocator):
 
     def reclaim(self, pages: list[int]) -> None:
         super().reclaim(pages)
-        self.freed.append(pages)        # an evicted node's own list, never changed again
+        self.freed.append(pages)        # evict's own list, never changed again
 
 
 class OursSide(Side):
@@ -102,7 +104,7 @@ class OursSide(Side):
             case Match():
                 return Matched(raw.prefix_len, tuple(raw.pages), len(raw.node.key))
             case Evict():
-                return Evicted(raw, tuple(map(tuple, self.allocator.freed)))
+                return Evicted(raw, (tuple(chain.from_iterable(self.allocator.freed)),))
         return raw
 
     def sizes(self) -> Sizes:
@@ -152,7 +154,7 @@ class SGLangSide(Side):
             case Match(tokens):
                 return (sg.MatchPrefixParams(key=sg.RadixKey(list(tokens))),)
             case Insert(tokens, pages, priority):
-                slots = torch.tensor(slots_of(pages, self.page_size, len(tokens)), dtype=torch.int64)
+                slots = slot_tensor(pages, self.page_size, len(tokens))
                 return (sg.InsertParams(key=sg.RadixKey(list(tokens)), value=slots, priority=priority),)
             case Evict(num_tokens):
                 return (sg.EvictParams(num_tokens=num_tokens),)
@@ -190,7 +192,7 @@ class SGLangSide(Side):
             case Insert():
                 return raw.prefix_len
             case Evict():
-                return Evicted(raw.num_tokens_evicted, tuple(map(self.pages, self.allocator.freed)))
+                return Evicted(raw.num_tokens_evicted, (sum(map(self.pages, self.allocator.freed), ()),))
         return None                 # Lock, Unlock
 
     def sizes(self) -> Sizes:
@@ -211,3 +213,14 @@ class SGLangSide(Side):
         if ps > 1 and not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
             raise ValueError(f"SGLang returned slots that are not whole pages: {slots.tolist()[:32]}")
         return tuple(pages.tolist())
+
+
+def slot_tensor(pages: Pages, page_size: int, num_tokens: int) -> torch.Tensor:
+    """``pages.slots_of`` as an int64 tensor, built with tensor operations.
+
+    pages [5, 2], page_size 4, num_tokens 6  ->  tensor([20 21 22 23 | 8 9])
+    """
+    if not pages:
+        return torch.empty(0, dtype=torch.int64)
+    ids = torch.frombuffer(array("q", pages), dtype=torch.int64)
+    return (ids[:, None] * page_size + torch.arange(page_size)).reshape(-1)[:num_tokens]
