@@ -209,6 +209,8 @@ class SGLangSide(Side):
     def pages(self, slots: torch.Tensor) -> Pages:
         """The pages whose slots ``slots`` are; ``ValueError`` unless they are whole pages."""
         ps = self.page_size
+        if ps == 1:
+            return tuple(slots.tolist())
         pages = slots[::ps] // ps
         if ps > 1 and not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
             raise ValueError(f"SGLang returned slots that are not whole pages: {slots.tolist()[:32]}")
@@ -222,5 +224,7 @@ def slot_tensor(pages: Pages, page_size: int, num_tokens: int) -> torch.Tensor:
     """
     if not pages:
         return torch.empty(0, dtype=torch.int64)
-    ids = torch.frombuffer(array("q", pages), dtype=torch.int64)
+    ids = torch.frombuffer(array("q", pages), dtype=torch.int64)      # keeps the array alive
+    if page_size == 1:
+        return ids[:num_tokens]
     return (ids[:, None] * page_size + torch.arange(page_size)).reshape(-1)[:num_tokens]

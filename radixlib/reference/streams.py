@@ -105,7 +105,7 @@ def _mooncake_prompts(tokens_per_block: int) -> tuple[Tokens, ...]:
 
 
 CHAT_LONGEST = 8_000      # a chat ends once its prompt is longer than this
-CHATS = 6                 # chats in progress at once
+CHATS = 4                 # chats in progress at once
 
 
 def chat_requests(rng: random.Random) -> Iterator[Request]:
@@ -134,7 +134,7 @@ def chat_requests(rng: random.Random) -> Iterator[Request]:
 WORKLOADS = {     # pools small enough that evictions are frequent
     "random": Workload(random_requests, capacity_tokens=8_192),
     "mooncake": Workload(mooncake_requests, capacity_tokens=65_536),   # ~9% of the trace's distinct tokens
-    "chat": Workload(chat_requests, capacity_tokens=16_384),           # ~2/3 of the chats' working set
+    "chat": Workload(chat_requests, capacity_tokens=12_288),           # ~2/3 of the chats' working set
 }
 
 
