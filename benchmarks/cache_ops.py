@@ -1,6 +1,6 @@
 """Replay the Mooncake synthetic trace through RadixCache at several capacities.
 
-Each request is served as a router would (``radixlib.replay.serve``): match its prompt,
+Each request is served as a router would (``Router.serve``): match its prompt,
 lock the hit, allocate pages for the rest (evicting the shortfall), insert the prompt,
 free the duplicate pages, unlock. 16 tokens stand for each 512-token block, page_size 16 (a page per block).
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from radixlib import PageAllocator, RadixCache
 from radixlib.pages import page_aligned
-from radixlib.replay import serve
+from radixlib.router import Router
 from radixlib.workloads import block_tokens, load_mooncake
 
 TOKENS_PER_BLOCK = PAGE_SIZE = 16
@@ -33,16 +33,17 @@ class Row(NamedTuple):
 
 
 def replay(prompts: list[list[int]], capacity: str, num_pages: int) -> Row:
-    """Serve every prompt through a fresh LRU cache (``radixlib.replay.serve``), timed."""
-    cache = RadixCache(PageAllocator(num_pages, PAGE_SIZE), policy="lru")
+    """Serve every prompt through a fresh LRU cache (``Router.serve``), timed."""
+    cache = RadixCache(PageAllocator(num_pages, PAGE_SIZE), eviction="lru")
+    router = Router(cache)
     cached = total = evictions = evicted_tokens = 0
     start = time.perf_counter()
     for tokens in tqdm(prompts, desc=f"capacity {capacity:>4}", leave=False):
         before = cache.total_size
-        served = serve(cache, tokens)
-        added = page_aligned(len(tokens), PAGE_SIZE) - served.cached if served.stored else 0
+        served = router.serve(tokens)
+        added = page_aligned(len(tokens), PAGE_SIZE) - served.prefix_len if served.stored else 0
         gone = before + added - cache.total_size                # evicted to make room
-        cached, total = cached + served.cached, total + len(tokens)
+        cached, total = cached + served.prefix_len, total + len(tokens)
         evictions, evicted_tokens = evictions + (gone > 0), evicted_tokens + gone
     seconds = time.perf_counter() - start
     cache.check_invariants(held=[])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import operator
 from array import array
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 FREE, HELD, TREE = 0, 1, 2                  # a page's owner: nobody, a caller, the radix tree
 OWNERS = ("free", "a caller", "the radix tree")
@@ -36,17 +37,19 @@ class OutOfPages(RuntimeError):
 class PageAllocator:
     """Hands out page ids ``0 .. num_pages-1``, lowest ready id first (deterministic).
 
-    Like SGLang's paged allocator, freed pages are not sorted back in one by one: they
-    wait in a released list, merged and sorted only when the ready list runs short::
+    Like SGLang's paged allocator (``mem_cache/allocator.py``: ``PagedTokenToKVPoolAllocator.alloc``
+    calls ``merge_and_sort_free`` only when ``free_pages`` is short), freed pages are not
+    sorted back in one by one: they wait, merged and sorted only when the ready list runs short::
 
-        ready:     [9 8 7 6]  (descending; alloc pops the lowest from the end)
-        released:  [2 0]      (freed by callers since the last merge)
-        reclaimed: [5 4]      (freed by the tree's eviction since the last merge)
+        ready:     [9 8 7 6]     (descending; alloc pops the lowest from the end)
+        released:  [2 0]         (freed by callers since the last merge)
+        reclaimed: [[5 4] [3]]   (evicted nodes' page lists, since the last merge)
 
     One byte per page records its owner. Pages change owner a run of consecutive ids
     at a time (a slice of that bytearray), and the lowest-first order keeps runs long:
-    an alloc or an insert's new pages is one to three runs. Reclaimed pages count as
-    free at once; their bytes are set at the merge, when sorting has made the runs long.
+    an alloc or an insert's new pages is one to three runs. An evicted node's pages
+    count as free at once, at no cost per page; their bytes are set at the merge, when
+    sorting has made the runs long.
 
     Every method validates before it changes anything, so a failed call leaves the
     allocator exactly as it was.
@@ -57,7 +60,8 @@ class PageAllocator:
         self.page_size = positive_int(page_size, "page_size")
         self._ready = list(range(num_pages - 1, -1, -1))
         self._released: list[int] = []
-        self._reclaimed: list[int] = []
+        self._reclaimed: list[list[int]] = []
+        self._num_reclaimed = 0
         self._reclaimed_set: set[int] | None = set()   # built on demand
         self._owner = bytearray(num_pages)          # FREE, HELD or TREE (or reclaimed), by page id
         self._ids = array("Q", range(num_pages))    # 0 1 2 ...: runs are slices equal to it
@@ -65,7 +69,7 @@ class PageAllocator:
     @property
     def available(self) -> int:
         """Number of free pages."""
-        return len(self._ready) + len(self._released) + len(self._reclaimed)
+        return len(self._ready) + len(self._released) + self._num_reclaimed
 
     @property
     def num_slots(self) -> int:
@@ -74,7 +78,7 @@ class PageAllocator:
     @property
     def tree_pages(self) -> int:
         """Number of pages the tree owns."""
-        return self._owner.count(TREE) - len(self._reclaimed)
+        return self._owner.count(TREE) - self._num_reclaimed
 
     def alloc(self, n: int) -> list[int]:
         """Take ``n`` free pages (lowest ready ids first); ``OutOfPages`` if fewer are free."""
@@ -100,8 +104,10 @@ class PageAllocator:
         return self._take(pages, HELD, TREE, "pages must be distinct and held by the caller")
 
     def reclaim(self, pages: list[int]) -> None:
-        """The tree gives back pages it owns (``RadixCache.evict``; trusted, by invariant)."""
-        self._reclaimed += pages
+        """The tree gives back an evicted node's pages (``RadixCache.evict``; trusted, by
+        invariant). The list itself is kept, unchanged, until the next merge."""
+        self._reclaimed.append(pages)
+        self._num_reclaimed += len(pages)
         self._reclaimed_set = None
 
     def owner(self, page: int) -> str:
@@ -109,7 +115,7 @@ class PageAllocator:
         if not isinstance(page, int) or not 0 <= page < self.num_pages:
             raise ValueError(f"page id {page!r} is not an integer in 0..{self.num_pages - 1}")
         if self._reclaimed_set is None:
-            self._reclaimed_set = set(self._reclaimed)
+            self._reclaimed_set = set(chain.from_iterable(self._reclaimed))
         return OWNERS[FREE if page in self._reclaimed_set else self._owner[page]]
 
     def is_free(self, page: int) -> bool:
@@ -121,15 +127,15 @@ class PageAllocator:
 
     def allocated(self) -> set[int]:
         """The ids of all pages currently handed out: held by callers or owned by the tree."""
-        return {p for p, owner in enumerate(self._owner) if owner != FREE}.difference(self._reclaimed)
+        return {p for p, owner in enumerate(self._owner) if owner != FREE}.difference(*self._reclaimed)
 
     # ------------------------------------------------------------ ownership
     def _merge(self) -> None:
         """Sort the freed pages back into the ready list; the reclaimed ones become free."""
-        reclaimed = sorted(self._reclaimed)
+        reclaimed = sorted(chain.from_iterable(self._reclaimed))
         self._move(array("Q", reclaimed), TREE, FREE)
         self._ready = sorted(self._ready + self._released + reclaimed, reverse=True)
-        self._released, self._reclaimed, self._reclaimed_set = [], [], set()
+        self._released, self._reclaimed, self._num_reclaimed, self._reclaimed_set = [], [], 0, set()
     def _take(self, pages: list[int], old: int, new: int, what: str) -> list[int]:
         """Move ``pages`` from owner ``old`` to ``new``; return them as plain ints.
         ``ValueError``, with nothing changed, unless they are distinct pages of ``old``."""

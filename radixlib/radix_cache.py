@@ -172,21 +172,19 @@ class RadixCache:
         """Free at least ``num_tokens`` tokens (whole nodes, so maybe more) or all that is evictable.
 
         Pops unlocked leaves in policy order; a parent that becomes an unlocked leaf
-        joins the heap. The evicted nodes' pages go back to the allocator in one call.
-        Returns the number of tokens freed.
+        joins the heap. Returns the number of tokens freed.
         """
         num_tokens = non_negative_int(num_tokens, "number of tokens to evict")
-        heap = [(self._eviction_key(n), n) for n in self._evictable_leaves]
+        leaves = self._evictable_leaves
+        heap = list(zip(map(self._eviction_key, leaves), leaves))        # (policy key, leaf)
         heapq.heapify(heap)
-        freed, pages = 0, []
+        freed = 0
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
             parent = self._delete_leaf(leaf)
             freed += len(leaf.key)
-            pages += leaf.pages
             if not parent.children and parent.lock_ref == 0:
                 heapq.heappush(heap, (self._eviction_key(parent), parent))
-        self.allocator.reclaim(pages)
         return freed
 
     def nodes(self) -> Iterator[TreeNode]:
@@ -259,7 +257,8 @@ class RadixCache:
         self._update_leaf_status(leaf)
 
     def _delete_leaf(self, leaf: TreeNode) -> TreeNode:
-        """Unhook ``leaf`` (``parent = None`` marks it gone); return its parent."""
+        """Free ``leaf``'s pages, unhook it (``parent = None`` marks it gone); return its parent."""
+        self.allocator.reclaim(leaf.pages)
         parent, leaf.parent = leaf.parent, None
         del parent.children[self._child_key(leaf.key, 0)]
         self._evictable -= len(leaf.key)

@@ -70,8 +70,7 @@ class Matched(NamedTuple):
 
 
 class Evicted(NamedTuple):
-    """What an ``Evict`` freed: the token count and the freed pages, node after node in
-    eviction order (one tuple: radixlib frees them in one call, SGLang node by node)."""
+    """What an ``Evict`` freed: the token count and each freed node's pages, in order."""
     freed: int
     frees: tuple[Pages, ...]
 

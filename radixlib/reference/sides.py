@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from itertools import chain
 from typing import Any
 
 import torch
@@ -38,7 +37,7 @@ from .sglang import load_sglang
 
 class RecordingAllocator(PageAllocator):
     """A ``PageAllocator`` that also keeps the pages of every ``reclaim`` (the tree's
-    frees: one call per ``evict``), in order."""
+    frees, one per evicted node), in order."""
 
     def __init__(self, num_pages: int, page_size: int):
         super().__init__(num_pages, page_size)
@@ -46,7 +45,7 @@ class RecordingAllocator(PageAllocator):
 
     def reclaim(self, pages: list[int]) -> None:
         super().reclaim(pages)
-        self.freed.append(pages)        # evict's own list, never changed again
+        self.freed.append(pages)        # an evicted node's own list, never changed again
 
 
 class OursSide(Side):
@@ -104,7 +103,7 @@ class OursSide(Side):
             case Match():
                 return Matched(raw.prefix_len, tuple(raw.pages), len(raw.node.key))
             case Evict():
-                return Evicted(raw, (tuple(chain.from_iterable(self.allocator.freed)),))
+                return Evicted(raw, tuple(map(tuple, self.allocator.freed)))
         return raw
 
     def sizes(self) -> Sizes:
@@ -192,7 +191,7 @@ class SGLangSide(Side):
             case Insert():
                 return raw.prefix_len
             case Evict():
-                return Evicted(raw.num_tokens_evicted, (sum(map(self.pages, self.allocator.freed), ()),))
+                return Evicted(raw.num_tokens_evicted, tuple(map(self.pages, self.allocator.freed)))
         return None                 # Lock, Unlock
 
     def sizes(self) -> Sizes:
