@@ -63,7 +63,7 @@ class PageAllocator:
         self._reclaimed: list[list[int]] = []
         self._num_reclaimed = 0
         self._reclaimed_set: set[int] | None = set()   # built on demand
-        self._owner = bytearray(num_pages)          # FREE, HELD or TREE (or reclaimed), by page id
+        self._owner = bytearray(num_pages)          # FREE, HELD or TREE by page id (TREE until merged)
         self._ids = array("Q", range(num_pages))    # 0 1 2 ...: runs are slices equal to it
 
     @property
@@ -136,6 +136,7 @@ class PageAllocator:
         self._move(array("Q", reclaimed), TREE, FREE)
         self._ready = sorted(self._ready + self._released + reclaimed, reverse=True)
         self._released, self._reclaimed, self._num_reclaimed, self._reclaimed_set = [], [], 0, set()
+
     def _take(self, pages: list[int], old: int, new: int, what: str) -> list[int]:
         """Move ``pages`` from owner ``old`` to ``new``; return them as plain ints.
         ``ValueError``, with nothing changed, unless they are distinct pages of ``old``."""
@@ -145,7 +146,7 @@ class PageAllocator:
             self._move(ids, old, new)
         except (ValueError, TypeError, OverflowError):
             raise ValueError(f"{what}: {self._why_not(pages, old)}") from None
-        return pages if old == TREE or type(sum(pages)) is int else ids.tolist()   # numpy ints
+        return pages if type(sum(pages)) is int else ids.tolist()     # numpy integers: plain ints
 
     def _move(self, ids: array, old: int, new: int) -> None:
         """Give the pages ``ids`` from ``old`` to ``new``, a run at a time; ``ValueError``
@@ -153,8 +154,8 @@ class PageAllocator:
         done: list[tuple[int, int]] = []
         for first, stop in self._runs(ids):
             if self._owner.count(old, first, stop) != stop - first:
-                for first, stop in done:
-                    self._owner[first:stop] = bytes((old,)) * (stop - first)
+                for given, end in done:
+                    self._owner[given:end] = bytes((old,)) * (end - given)
                 raise ValueError(f"pages {first}..{stop - 1} are not all {OWNERS[old]}'s")
             self._owner[first:stop] = bytes((new,)) * (stop - first)
             done.append((first, stop))

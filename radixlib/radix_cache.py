@@ -455,7 +455,7 @@ def check_priority(priority: float | None) -> float:
     """An insert's priority: a real number, ``None`` meaning 0 (SGLang's ``_insert_helper``)."""
     if priority is None:
         return 0
-    if type(priority) is int or isinstance(priority, numbers.Real) and priority == priority:        # NaN != NaN
+    if type(priority) is int or (isinstance(priority, numbers.Real) and priority == priority):   # not NaN
         return priority
     raise TypeError(f"priority must be a real number (or None for 0), got {priority!r:.40}")
 
