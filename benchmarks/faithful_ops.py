@@ -2,9 +2,9 @@
 
     python benchmarks/faithful_ops.py [--ops 20000] [--rounds 5] [--eviction lru]
 
-Each stream (radixlib/reference/streams.py) is recorded once, checked to give identical
-results on both caches, then replayed through fresh caches, the two alternating round
-by round in this one process. Only the cache calls are timed; each side's arguments
+Each stream (radixlib/reference/streams.py: random, mooncake, chat) is recorded once,
+checked to give identical results on both caches, then replayed through fresh caches,
+the two alternating round by round in this one process. Only the cache calls are timed; each side's arguments
 are built beforehand in its own form (token lists and page ids for ours, RadixKey and
 slot tensors for SGLang). ops/s per operation type is the best of the rounds.
 
@@ -49,7 +49,7 @@ def measure(workload: str, page_size: int, eviction: str, num_ops: int, rounds: 
     compare(ops, OursSide(num_pages, page_size, eviction), SGLangSide(page_size, eviction))
     sides = {"radixlib": lambda: OursSide(num_pages, page_size, eviction),
              "SGLang": lambda: SGLangSide(page_size, eviction)}
-    args = {name: [make().prepare(op) for op in ops] for name, make in sides.items()}
+    args = {name: list(map(make().prepare, ops)) for name, make in sides.items()}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     for _ in range(rounds):                                  # interleaved, round by round
         for name, make in sides.items():

@@ -14,17 +14,18 @@ Each policy is a function of one tree node, the same keys SGLang 0.5.12 uses
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 SLRU_PROTECTED_HITS = 2
 
-POLICIES: dict[str, Callable[[Any], Any]] = {
-    "lru": lambda n: n.last_access,
-    "lfu": lambda n: (n.hits, n.last_access),
-    "fifo": lambda n: n.created,
+POLICIES: dict[str, Callable[[Any], Any]] = {      # attrgetter("a", "b")(n) is (n.a, n.b)
+    "lru": attrgetter("last_access"),
+    "lfu": attrgetter("hits", "last_access"),
+    "fifo": attrgetter("created"),
     "mru": lambda n: -n.last_access,
     "filo": lambda n: -n.created,
-    "priority": lambda n: (n.priority, n.last_access),
+    "priority": attrgetter("priority", "last_access"),
     "slru": lambda n: (n.hits >= SLRU_PROTECTED_HITS, n.last_access),
 }
 

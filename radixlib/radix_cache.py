@@ -13,17 +13,23 @@ keys are cut to whole pages, a child is found by its first page of tokens, a loo
 refreshes access times and splits the node it ends inside, ``insert`` returns how
 much was already there, and ``evict`` frees whole unlocked leaves in policy order.
 Time is a logical clock: every lookup/insert takes one tick, every new node another.
+
+Keys are ``array('Q')`` (unsigned 64-bit token ids): building one from a list checks
+every id at C speed, and slicing and comparing them are memory copies and compares.
+Pages move between owners through the allocator (``pages.py``): ``insert`` adopts
+the pages it keeps from the caller, ``evict`` reclaims them; nothing else frees them.
 """
 from __future__ import annotations
 
 import heapq
+import numbers
 import operator
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from .eviction import policy_key
-from .pages import PageAllocator, page_aligned, pages_needed
+from .pages import PageAllocator, common_prefix_len, non_negative_int, page_aligned, page_list, pages_needed
 
 
 class InvariantError(AssertionError):
@@ -36,10 +42,10 @@ class TreeNode:
     __slots__ = ("id", "key", "pages", "parent", "children", "lock_ref",
                  "last_access", "created", "hits", "priority")
 
-    def __init__(self, id: int, parent: TreeNode | None, key: tuple[int, ...],
-                 pages: list[int], time: int, priority: int = 0):
+    def __init__(self, id: int, parent: TreeNode | None, key: array,
+                 pages: list[int], time: int, priority: float = 0):
         self.id = id                      # stable per-cache number (for drawings)
-        self.key = key                    # tokens on the edge into this node
+        self.key = key                    # tokens on the edge into this node, array('Q')
         self.pages = pages                # len(key) // page_size page ids
         self.parent = parent
         self.children: dict = {}          # child key (first token / first page) -> node
@@ -86,7 +92,6 @@ class RadixCache:
         self._evictable = 0                        # tokens in nodes with lock_ref == 0
         self._protected = 0                        # tokens in nodes with lock_ref > 0
         self._evictable_leaves: set[TreeNode] = set()
-        self._tree_pages: set[int] = set()
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -106,38 +111,38 @@ class RadixCache:
         return self._clock
 
     # ----------------------------------------------------------- public API
-    def match_prefix(self, tokens: Sequence[int]) -> MatchResult:
+    def match_prefix(self, tokens: Iterable[int]) -> MatchResult:
         """Longest cached prefix of ``tokens`` in whole pages.
 
         Refreshes the access time along the path and, when the match ends inside a
         node, splits it so that the returned ``node`` ends exactly at the match.
         """
-        key = self._aligned_key(tokens)
-        path = self._walk(key)
+        key = self._aligned(token_array(tokens))
+        path, length = self._walk(key)
         pages: list[int] = []
         for child, n in path:
             pages += child.pages[: n // self.page_size]
         self._touch(path)
-        node = self._end_node(path)
-        return MatchResult(sum(n for _, n in path), pages, node)
+        return MatchResult(length, pages, self._end_node(path))
 
-    def cached_len(self, tokens: Sequence[int]) -> int:
+    def cached_len(self, tokens: Iterable[int]) -> int:
         """How many leading tokens of ``tokens`` are cached, in whole pages, without touching
         the tree (no access-time refresh, no split): a look from outside, such as a global index."""
-        return sum(n for _, n in self._walk(self._aligned_key(tokens)))
+        return self._walk(self._aligned(token_array(tokens)))[1]
 
-    def insert(self, tokens: Sequence[int], pages: Sequence[int], priority: int = 0) -> int:
+    def insert(self, tokens: Iterable[int], pages: Sequence[int], priority: float = 0) -> int:
         """Cache ``tokens`` (cut to whole pages) whose K/V live in ``pages``.
 
         ``pages`` cover the tokens: ``ceil`` or ``floor(len(tokens) / page_size)`` of them.
         Returns the number of tokens that were already cached; the pages the caller
-        passed for that range stay the caller's to free. Along the path it splits,
-        refreshes access times, counts a hit and raises the priority.
+        passed for that range stay the caller's to free, the others become the tree's.
+        Along the path it splits, refreshes access times, counts a hit and raises the
+        priority (``None`` counts as 0, as in SGLang).
         """
-        key = self._aligned_key(tokens)
-        path = self._walk(key)
-        present = sum(n for _, n in path)
-        new_pages = self._new_pages(len(tokens), list(pages), present, len(key))
+        tokens, priority = token_array(tokens), check_priority(priority)
+        key = self._aligned(tokens)
+        path, present = self._walk(key)
+        new_pages = self._adopt_pages(len(tokens), page_list(pages), present, len(key))
         self._touch(path)
         node = self._end_node(path)
         for n in self._path_to_root(node):
@@ -174,9 +179,9 @@ class RadixCache:
         Pops unlocked leaves in policy order; a parent that becomes an unlocked leaf
         joins the heap. Returns the number of tokens freed.
         """
-        if num_tokens < 0:
-            raise ValueError(f"cannot evict a negative number of tokens ({num_tokens})")
-        heap = [(self._eviction_key(n), n) for n in self._evictable_leaves]
+        num_tokens = non_negative_int(num_tokens, "number of tokens to evict")
+        leaves = self._evictable_leaves
+        heap = list(zip(map(self._eviction_key, leaves), leaves))        # (policy key, leaf)
         heapq.heapify(heap)
         freed = 0
         while freed < num_tokens and heap:
@@ -201,8 +206,9 @@ class RadixCache:
         return sorted(self._evictable_leaves, key=lambda n: (self._eviction_key(n), n))
 
     # -------------------------------------------------------- tree mechanics
-    def _walk(self, key: tuple[int, ...]) -> list[tuple[TreeNode, int]]:
-        """The path ``key`` follows from the root: ``(node, tokens matched in it)``.
+    def _walk(self, key: array) -> tuple[list[tuple[TreeNode, int]], int]:
+        """The path ``key`` follows from the root, ``(node, tokens matched in it)`` per node,
+        and the number of tokens matched.
 
         Read-only. Every node but the last is matched whole; the last may be partial.
         """
@@ -217,7 +223,7 @@ class RadixCache:
             if n < len(child.key):
                 break
             node = child
-        return path
+        return path, length
 
     def _touch(self, path: list[tuple[TreeNode, int]]) -> None:
         """One tick of the clock for the whole path (the root included)."""
@@ -247,23 +253,21 @@ class RadixCache:
         upper.parent.children[self._child_key(upper.key, 0)] = upper
         return upper
 
-    def _add_leaf(self, parent: TreeNode, key: tuple[int, ...], pages: list[int], priority: int) -> None:
-        leaf = self._new_node(parent, key, list(pages), priority)
+    def _add_leaf(self, parent: TreeNode, key: array, pages: list[int], priority: float) -> None:
+        leaf = self._new_node(parent, key, pages, priority)
         leaf.hits = 1
         parent.children[self._child_key(key, 0)] = leaf
         self._evictable += len(key)
-        self._tree_pages.update(pages)
         self._update_leaf_status(parent)
         self._update_leaf_status(leaf)
 
     def _delete_leaf(self, leaf: TreeNode) -> TreeNode:
         """Free ``leaf``'s pages, unhook it (``parent = None`` marks it gone); return its parent."""
-        self.allocator.free(leaf.pages, validate=False)      # tree pages are allocated (invariant)
+        self.allocator.reclaim(leaf.pages)
         parent, leaf.parent = leaf.parent, None
         del parent.children[self._child_key(leaf.key, 0)]
         self._evictable -= len(leaf.key)
         self._evictable_leaves.discard(leaf)
-        self._tree_pages.difference_update(leaf.pages)
         self._update_leaf_status(parent)
         return parent
 
@@ -284,11 +288,11 @@ class RadixCache:
             yield node
             node = node.parent
 
-    def _child_key(self, key: tuple[int, ...], start: int):
+    def _child_key(self, key: array, start: int):
         """A child is found by its first token (page_size 1) or its first page of tokens."""
-        return key[start] if self.page_size == 1 else key[start: start + self.page_size]
+        return key[start] if self.page_size == 1 else tuple(key[start: start + self.page_size])
 
-    def _match_len(self, node_key: tuple[int, ...], key: tuple[int, ...], start: int) -> int:
+    def _match_len(self, node_key: array, key: array, start: int) -> int:
         """Tokens of ``node_key`` that ``key[start:]`` matches, rounded down to whole pages."""
         segment = key[start: start + len(node_key)]
         if segment == node_key:
@@ -297,12 +301,13 @@ class RadixCache:
         return n - n % self.page_size
 
     # ------------------------------------------------------------ validation
-    def _aligned_key(self, tokens: Sequence[int]) -> tuple[int, ...]:
-        key = as_token_tuple(tokens)
-        return key[: page_aligned(len(key), self.page_size)]
+    def _aligned(self, key: array) -> array:
+        """``key`` cut to whole pages."""
+        aligned = page_aligned(len(key), self.page_size)
+        return key if aligned == len(key) else key[:aligned]
 
-    def _new_pages(self, num_tokens: int, pages: list[int], present: int, aligned: int) -> list[int]:
-        """The pages the tree takes from an insert: those after the ``present`` tokens.
+    def _adopt_pages(self, num_tokens: int, pages: list[int], present: int, aligned: int) -> list[int]:
+        """Take the pages after the ``present`` tokens from the caller (the last check of an insert).
 
         pages:  [ 0 .. present/ps)  caller's duplicates | [present/ps .. aligned/ps) new | tail
         """
@@ -310,17 +315,12 @@ class RadixCache:
         if len(pages) not in (whole, covering):
             raise ValueError(f"{num_tokens} tokens at page_size {self.page_size} need "
                              f"{covering} pages, got {len(pages)}")
-        new = pages[present // self.page_size: aligned // self.page_size]
-        try:
-            self.allocator.check_allocated(new)
-        except ValueError as e:
-            raise ValueError(f"pages must be distinct and allocated: {e}") from None
-        if not self._tree_pages.isdisjoint(new):
-            raise ValueError(f"pages {sorted(self._tree_pages.intersection(new))} already belong to the tree")
-        return new
+        return self.allocator.adopt(pages[present // self.page_size: aligned // self.page_size])
 
     def _locked_path(self, node: TreeNode) -> list[TreeNode]:
         """``node`` .. the root's child; an error if ``node`` is not in this tree."""
+        if not isinstance(node, TreeNode):
+            raise TypeError(f"lock/unlock take a TreeNode (a match's node), got {node!r:.60}")
         path, start = [], node
         while node is not self.root:
             if node is None:
@@ -334,9 +334,9 @@ class RadixCache:
         """Raise ``InvariantError`` naming the first inconsistency.
 
         Checks the tree's shape, lock refs, size counters and evictable-leaf set, and
-        that every tree page is allocated and owned by one node. With ``held`` (the
-        pages requests hold outside the tree) it also checks that free, tree and held
-        pages partition the pool exactly.
+        that the pages the allocator counts as the tree's are exactly the nodes' pages,
+        one node each. With ``held`` (the pages requests hold outside the tree) it also
+        checks that those are exactly the pages the allocator has handed to callers.
         """
         owner: dict[int, TreeNode] = {}
         evictable = protected = 0
@@ -344,7 +344,6 @@ class RadixCache:
             self._check_node(node)
             for p in node.pages:
                 _require(p not in owner, f"page {p} owned by #{owner.get(p, node).id} and #{node.id}")
-                _require(not self.allocator.is_free(p), f"page {p} of #{node.id} is free in the allocator")
                 owner[p] = node
             if node.lock_ref:
                 protected += len(node.key)
@@ -355,10 +354,10 @@ class RadixCache:
                  f"tree says {(evictable, protected)}")
         leaves = {n for n in self.nodes() if n.is_leaf and n.lock_ref == 0}
         _require(leaves == self._evictable_leaves, "evictable-leaf set out of date")
-        _require(set(owner) == self._tree_pages, "tree page set out of date")
         _require(self.root.lock_ref == 1, f"root lock_ref is {self.root.lock_ref}, must stay 1")
+        self._check_tree_pages(owner)
         if held is not None:
-            self._check_partition(set(owner), list(held))
+            self._check_held(set(owner), list(held))
 
     def _check_node(self, node: TreeNode) -> None:
         parent = node.parent
@@ -374,12 +373,23 @@ class RadixCache:
         _require(node.last_access <= self._clock and node.created <= self._clock,
                  f"#{node.id} has a time stamp from the future")
 
-    def _check_partition(self, tree: set[int], held: list[int]) -> None:
-        free = {p for p in range(self.allocator.num_pages) if self.allocator.is_free(p)}
-        _require(len(set(held)) == len(held), "a held page is listed twice")
-        _require(not tree & set(held), f"pages {sorted(tree & set(held))} are both held and in the tree")
-        _require(not free & set(held), f"pages {sorted(free & set(held))} are held but free")
-        leaked = set(range(self.allocator.num_pages)) - free - tree - set(held)
+    def _check_tree_pages(self, owner: dict[int, TreeNode]) -> None:
+        """The allocator's tree pages (neither free nor held) are the nodes' pages."""
+        held = self.allocator.held()
+        for p, node in owner.items():
+            _require(not self.allocator.is_free(p), f"page {p} of #{node.id} is free in the allocator")
+            _require(p not in held, f"page {p} of #{node.id} is held by a caller in the allocator")
+        _require(len(owner) == self.allocator.tree_pages,
+                 f"the allocator counts {self.allocator.tree_pages} tree pages, the nodes hold {len(owner)}")
+
+    def _check_held(self, tree: set[int], held: list[int]) -> None:
+        """``held`` (what requests say they own) is exactly what the allocator handed out to callers."""
+        listed, handed_out = set(held), self.allocator.held()
+        _require(len(listed) == len(held), "a held page is listed twice")
+        _require(not tree & listed, f"pages {sorted(tree & listed)} are both held and in the tree")
+        free = {p for p in listed - handed_out if self.allocator.is_free(p)}
+        _require(not free, f"pages {sorted(free)} are held but free")
+        leaked = handed_out - listed
         _require(not leaked, f"pages {sorted(leaked)} are allocated but owned by nobody (leak)")
 
     # ------------------------------------------------------------- text dump
@@ -407,43 +417,52 @@ def describe(node: TreeNode, max_tokens: int = 8) -> str:
             f"lock={node.lock_ref} hits={node.hits} t={node.last_access}")
 
 
-def as_token_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
-    """Validate token ids (non-empty, integers, >= 0) and return them as a tuple."""
+def token_array(tokens: Iterable[int]) -> array:
+    """Validate token ids (at least one, integers in 0..2**64-1) into an ``array('Q')``.
+
+    A list converts at C speed; tuples, generators, numpy arrays and torch tensors
+    (through their ``tolist()``) go through a list first. Nothing else is accepted.
+    """
+    if type(tokens) is not list:
+        tokens = _token_list(tokens)
+    key = array("Q")
     try:
-        key = tuple(tokens)
-        array("Q", key)                       # C-speed check: every id an integer >= 0
-    except OverflowError:
-        raise ValueError(f"token ids must be >= 0, got {min(key)}") from None
-    except TypeError:                         # not integers, or integers of another type (numpy)
-        key = _index_tuple(tokens)
+        key.fromlist(tokens)                 # every id an integer (or __index__) in range
+    except (TypeError, OverflowError):
+        raise _bad_token(tokens) from None
     if not key:
-        raise ValueError("empty token list")
+        raise ValueError("empty token list: a key needs at least one token id")
     return key
 
 
-def _index_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
-    try:
-        key = tuple(map(operator.index, tokens))
-    except TypeError:
-        raise TypeError(f"token ids must be integers, got {repr(tokens)[:60]}") from None
-    if key and min(key) < 0:
-        raise ValueError(f"token ids must be >= 0, got {min(key)}")
-    return key
+def _token_list(tokens: Iterable[int]) -> list:
+    original = tokens
+    if hasattr(tokens, "tolist"):                # numpy arrays, torch tensors: plain ints
+        tokens = tokens.tolist()
+    if isinstance(tokens, (str, bytes, bytearray)) or not hasattr(tokens, "__iter__"):
+        raise TypeError(f"tokens must be a sequence of integer token ids, got {original!r:.60}")
+    return tokens if type(tokens) is list else list(tokens)
 
 
-def common_prefix_len(a: Sequence, b: Sequence) -> int:
-    """Length of the longest common prefix, by binary search over C-level slice compares."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n                  # invariant: a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+def _bad_token(tokens: list) -> Exception:
+    """The error for the first id that is not an integer in 0..2**64-1."""
+    for i, token in enumerate(tokens):
+        try:
+            value = operator.index(token)
+        except TypeError:
+            return TypeError(f"token ids must be integers, got {token!r:.40} at position {i}")
+        if not 0 <= value < 2 ** 64:
+            return ValueError(f"token ids must be >= 0 and < 2**64, got {value} at position {i}")
+    raise AssertionError("unreachable")
+
+
+def check_priority(priority: float | None) -> float:
+    """An insert's priority: a real number, ``None`` meaning 0 (SGLang's ``_insert_helper``)."""
+    if priority is None:
+        return 0
+    if type(priority) is int or (isinstance(priority, numbers.Real) and priority == priority):   # not NaN
+        return priority
+    raise TypeError(f"priority must be a real number (or None for 0), got {priority!r:.40}")
 
 
 def _require(ok: bool, message: str) -> None:

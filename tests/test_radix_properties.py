@@ -5,11 +5,14 @@ and answers matches by brute force. Eviction is policy-dependent, so after an ev
 reference checks what left instead of predicting it: only unlocked prefixes, exactly the
 freed number of tokens, at least what was asked (or everything evictable).
 """
+from array import array
+
 from helpers import insert_tokens, make_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from radixlib import POLICIES, OutOfPages
+from radixlib.pages import common_prefix_len, common_prefix_len_plain
 
 
 class NaiveCache:
@@ -40,7 +43,7 @@ def cached_prefixes(cache) -> set[tuple]:
     while stack:
         node, path = stack.pop()
         for child in node.children.values():
-            full = path + child.key
+            full = path + tuple(child.key)
             out.update(full[:n] for n in range(len(path) + cache.page_size, len(full) + 1, cache.page_size))
             stack.append((child, full))
     return out
@@ -99,3 +102,26 @@ def test_random_operations_match_the_naive_reference(page_size, policy, num_page
         assert cache.protected_size == ref.size(ref.protected())
         assert cache.evictable_size + cache.protected_size == cache.total_size
         cache.check_invariants(held=[])
+
+
+# ------------------------------------- the fast forms agree with the obvious ones
+short_lists = st.lists(st.integers(0, 3), max_size=80)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(a=short_lists, b=short_lists, i=st.integers(0, 90), j=st.integers(0, 90),
+       kind=st.sampled_from(["list", "array"]))
+def test_common_prefix_len_agrees_with_the_item_by_item_form(a, b, i, j, kind):
+    a, b = (a, b) if kind == "list" else (array("Q", a), array("Q", b))
+    assert common_prefix_len(a, b, i, j) == common_prefix_len_plain(a, b, i, j)
+
+
+def test_common_prefix_len_finds_every_first_difference():
+    """Every position of the first difference, across the doubling windows' edges (16, 48, 112, 240)."""
+    for n in range(300):
+        a = array("Q", range(310))
+        b = array("Q", a)
+        b[n] = 10 ** 6
+        assert common_prefix_len(a, b) == n == common_prefix_len_plain(a, b)
+        from_3 = n - 3 if n >= 3 else 307                   # a[3:] vs b[3:], lists
+        assert common_prefix_len(list(a), list(b), 3, 3) == from_3

@@ -15,14 +15,16 @@ and shortfalls are real), and records them as a stream that replays on both side
     flush    now and then, Evict the whole pool: more than is unlocked
 
 Workloads: ``random`` (tree-shaped prompts: shared system prompts, few-shot examples,
-multi-turn continuation, branching, exact repeats) and ``mooncake`` (the Mooncake
-synthetic trace, 16 tokens per 512-token block).
+multi-turn continuation, branching, exact repeats), ``mooncake`` (the Mooncake
+synthetic trace, 16 tokens per 512-token block) and ``chat`` (multi-turn chats whose
+prompts grow past 8,000 tokens: long keys, long matches, long inserts).
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import random
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,9 +104,37 @@ def _mooncake_prompts(tokens_per_block: int) -> tuple[Tokens, ...]:
     return tuple(map(tuple, mooncake_prompts(tokens_per_block)))
 
 
+CHAT_LONGEST = 8_000      # a chat ends once its prompt is longer than this
+CHATS = 4                 # chats in progress at once
+
+
+def chat_requests(rng: random.Random) -> Iterator[Request]:
+    """Multi-turn chats, their turns interleaved: each turn's prompt is the whole conversation
+    so far plus a new user message, and the answer joins the conversation. Most chats open
+    with one of a few system prompts; now and then a user regenerates the last answer (the
+    same prompt again, another answer)."""
+    def text(low: int, high: int) -> Tokens:              # ids in 0..65535: a 64K vocabulary
+        return tuple(array("H", rng.randbytes(2 * rng.randint(low, high))))
+
+    systems = [text(100, 400) for _ in range(3)]
+
+    def new_chat() -> Tokens:
+        return rng.choice(systems) if rng.random() < 0.8 else ()
+
+    chats = [new_chat() for _ in range(CHATS)]
+    while True:
+        i = rng.randrange(CHATS)
+        prompt = chats[i] + text(20, 400)                   # the user's message
+        for _ in range(2 if rng.random() < 0.1 else 1):     # a regenerated answer
+            answer = text(20, 500)
+            yield Request(prompt + answer, len(prompt), rng.randint(0, 3))
+        chats[i] = new_chat() if len(prompt) > CHAT_LONGEST else prompt + answer
+
+
 WORKLOADS = {     # pools small enough that evictions are frequent
     "random": Workload(random_requests, capacity_tokens=8_192),
     "mooncake": Workload(mooncake_requests, capacity_tokens=65_536),   # ~9% of the trace's distinct tokens
+    "chat": Workload(chat_requests, capacity_tokens=12_288),           # ~2/3 of the chats' working set
 }
 
 

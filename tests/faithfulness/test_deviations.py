@@ -97,10 +97,29 @@ def test_locking_an_evicted_node_raises_instead_of_corrupting_the_sizes():
 def test_invalid_arguments_raise_where_sglang_accepts_them():
     sglang, ours = sglang_cache(), ours_cache()
     assert sglang.evict(load_sglang().EvictParams(num_tokens=-1)).num_tokens_evicted == 0
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match="must be an integer >= 0"):
         ours.evict(-1)
     assert sg_insert(sglang, [-1, -2]) == 0 and sglang.total_size() == 2
     with pytest.raises(ValueError, match=">= 0"):
         ours_insert(ours, [-1, -2])
-    with pytest.raises(ValueError, match="allocated"):
+    with pytest.raises(ValueError, match="held by the caller"):
         ours.insert([1, 2], [5, 6])                 # pages the caller never allocated
+
+
+def test_a_priority_that_is_not_a_number_raises_before_any_change():
+    sg = load_sglang()
+    sglang, ours = sglang_cache(), ours_cache()
+    sg_insert(sglang, [1, 2, 3])
+    ours_insert(ours, [1, 2, 3])
+    before = sglang.root_node.last_access_time
+    with pytest.raises(TypeError):                  # max(0, "high"), after stamping the root
+        sglang.insert(sg.InsertParams(key=sg.RadixKey([1, 2, 9]), value=torch.arange(3), priority="high"))
+    assert sglang.root_node.last_access_time != before
+    clock = ours.clock
+    with pytest.raises(TypeError, match="priority must be a real number"):
+        ours.insert([1, 2, 9], ours.allocator.alloc(3), priority="high")
+    assert ours.clock == clock and len(list(ours.nodes())) == 1
+    # Agreement: None counts as 0 on both sides (SGLang's _insert_helper), numbers are compared alike.
+    sglang.insert(sg.InsertParams(key=sg.RadixKey([4, 4]), value=torch.arange(2), priority=None))
+    ours.insert([4, 4], ours.allocator.alloc(2), priority=None)
+    assert sg_match(sglang, [4, 4]).last_device_node.priority == ours.match_prefix([4, 4]).node.priority == 0
