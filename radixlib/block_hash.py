@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from .pages import PageAllocator, pages_needed
-from .radix_cache import InvariantError, as_token_tuple
+from .radix_cache import InvariantError, token_array
 from .replay import Replay
 from .router import Served
 
@@ -89,7 +89,7 @@ class BlockCache:
         """Validate ``tokens`` and the salt, and hash the full blocks (vLLM hashes a request on arrival)."""
         if cache_salt is not None and not isinstance(cache_salt, str):
             raise TypeError(f"cache_salt must be a string or None, got {cache_salt!r}")
-        tokens = list(as_token_tuple(tokens))
+        tokens = token_array(tokens).tolist()
         return BlockRequest(tokens, cache_salt, block_hashes(tokens, self.block_size, cache_salt, self.hash_fn))
 
     def lookup(self, hashes: Sequence[Any], max_tokens: int) -> list[int]:
@@ -128,7 +128,7 @@ class BlockCache:
     def extend(self, req: BlockRequest, tokens: Sequence[int]) -> bool:
         """Append computed tokens (decode) and cache the blocks they fill; ``False``: no room, no change."""
         self._check_live(req)
-        new = as_token_tuple(tokens)
+        new = tuple(token_array(tokens))
         fresh = pages_needed(len(req.tokens) + len(new), self.block_size) - len(req.pages)
         if fresh > self.free_pages:
             return False
@@ -150,7 +150,7 @@ class BlockCache:
                     self._queue[page] = None
                 else:
                     plain.append(page)
-        self.allocator.free(plain, validate=False)
+        self.allocator.free(plain)
         req.pages, req.owner = [], None
 
     def serve(self, tokens: Sequence[int], cache_salt: str | None = None) -> Served:

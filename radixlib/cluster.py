@@ -47,7 +47,7 @@ from typing import NamedTuple, Protocol
 from .cost_model import CostModel
 from .engine import Engine
 from .pages import page_aligned
-from .radix_cache import as_token_tuple, common_prefix_len
+from .radix_cache import common_prefix_len, token_array
 from .replay import prefix_page_ids
 from .request import Request, SamplingParams, Status, check_int, check_real
 from .workloads import block_tokens, load_mooncake
@@ -518,7 +518,7 @@ class Cluster:
         last = self.requests[-1].arrival if self.requests else float("-inf")
         check_real("arrival time", arrival.time, lambda t: t >= last, f"a number >= the previous arrival's ({last})")
         params = SamplingParams(max_new_tokens=arrival.max_new_tokens)
-        return Request(len(self.requests), list(as_token_tuple(arrival.tokens)), params, arrival=arrival.time)
+        return Request(len(self.requests), token_array(arrival.tokens).tolist(), params, arrival=arrival.time)
 
     def advance(self, until: float) -> None:
         """Every worker runs the forwards that start before ``until``; an idle one waits until then."""

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .forward import Executor, ForwardRequest
 from .pages import PageAllocator, slots_of
-from .radix_cache import RadixCache, as_token_tuple
+from .radix_cache import RadixCache, token_array
 from .request import Request, SamplingParams, Status
 from .router import Router
 from .scheduler import Batch, Extend, Scheduler
@@ -165,7 +165,7 @@ class Engine:
         tokens = list(prompt)
         if not tokens:
             raise ValueError("empty prompt: a prompt needs at least one token")
-        tokens = list(as_token_tuple(tokens))
+        tokens = token_array(tokens).tolist()
         vocab = self.executor.vocab_size
         if vocab is not None and max(tokens) >= vocab:
             raise ValueError(f"token id {max(tokens)} is outside the vocabulary 0..{vocab - 1}")

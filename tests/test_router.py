@@ -180,4 +180,4 @@ def test_caching_what_the_tree_has_still_refreshes_it():
     hits = node.hits
     r.serve([1, 2, 3])                                # all of it cached already
     assert node.hits == hits + 1
-    assert r.cache.evictable_leaves()[0].key == (7, 8, 9)   # [1 2 3] is now the most recent
+    assert tuple(r.cache.evictable_leaves()[0].key) == (7, 8, 9)   # [1 2 3] is now the most recent
