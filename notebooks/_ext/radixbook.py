@@ -22,9 +22,9 @@ from sphinx.util.docutils import SphinxDirective
 
 WIDGET_VIEW = '<script type="application/vnd.jupyter.widget-view+json">'
 NBVAL_COMMENT = re.compile(r"^# NBVAL_\w+.*\n?", re.MULTILINE)
-CHAPTER_DOC = re.compile(r"^\d\d_")
+CHAPTER_DOC = re.compile(r"^\d\d[a-z]?_")
 # A row of the README's chapter table: | [NN Title](notebooks/NN_name.ipynb) | summary |
-ROW = re.compile(r"^\|\s*\[[^\]]+\]\(notebooks/(?P<doc>\d\d_[^)/]+)\.ipynb\)\s*"
+ROW = re.compile(r"^\|\s*\[[^\]]+\]\(notebooks/(?P<doc>\d\d[a-z]?_[^)/]+)\.ipynb\)\s*"
                  r"\|\s*(?P<summary>.+?)\s*\|\s*$")
 
 logger = logging.getLogger(__name__)

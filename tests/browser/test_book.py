@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).parents[2]
-CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 PAGES = ["index", *CHAPTERS, "references"]
 IMAGES = {"image/png", "image/jpeg", "image/svg+xml", "image/gif"}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
