@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .replay import Replay
-from .viz import MATCHED, VICTIM
+from .viz import EVICTABLE, MATCHED, REQUEST, VICTIM
 
 TITLE_WIDTH = 58            # characters per title line at the default figure width
 
@@ -193,4 +193,17 @@ def plot_orders(hit_rates: dict[str, float], optimum: float, title: str) -> Figu
     ax.set_ylim(0, 100)
     ax.grid(False, axis="x")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    return fig
+
+
+def plot_pool_occupancy(occupancy: Sequence[tuple[int, int, int]], num_pages: int, title: str) -> Figure:
+    """Pages cached in the tree and held by running requests after each forward step, stacked,
+    under the pool's size (``occupancy``: the engine's ``(step, tree pages, request pages)``)."""
+    fig, ax = figure(title, "forward step", "pages")
+    steps, tree, held = zip(*occupancy)
+    ax.stackplot(steps, tree, held, labels=["cached in the tree", "held by running requests"],
+                 colors=[EVICTABLE, REQUEST])
+    ax.axhline(num_pages, color="black", linestyle=":", label="pool size")
+    ax.set_ylim(0, num_pages * 1.15)
+    ax.legend(fontsize=8, loc="lower right")
     return fig

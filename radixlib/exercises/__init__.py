@@ -100,6 +100,8 @@ def _unanswered(ex: Exercise) -> Verdict:
 def _short(value: Any) -> str:
     """A one-line rendering; an object without its own repr (a cache) shows its text dump."""
     plain = type(value).__repr__ is object.__repr__ and type(value).__str__ is not object.__str__
+    if not plain and "\n" in repr(value):                   # a model: its repr is a page of layers
+        return f"<{type(value).__name__}>"
     text = " | ".join(line.strip() for line in (str(value) if plain else repr(value)).splitlines())
     width = DUMP_WIDTH if plain else ARG_WIDTH
     return text if len(text) <= width else text[: width - 1] + "…"
