@@ -207,3 +207,24 @@ def plot_pool_occupancy(occupancy: Sequence[tuple[int, int, int]], num_pages: in
     ax.set_ylim(0, num_pages * 1.15)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def plot_rolling_hit_rate(replays: Iterable[Replay], window: int, title: str) -> Figure:
+    """Hit rate (%) over the last ``window`` requests, as the replay goes, one line per replay."""
+    fig, ax = figure(title, "request (arrival order)", f"hit rate over the last {window} requests (%)")
+    for r in replays:
+        cached, prompt = _running_sums(r.prefix_lens), _running_sums(r.prompt_lens)
+        xs = range(window, len(r.prefix_lens) + 1)
+        ax.plot(xs, [100 * (cached[i] - cached[i - window]) / (prompt[i] - prompt[i - window]) for i in xs],
+                label=f"{r.eviction}, {r.hit_rate:.1%} overall")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _running_sums(values: Sequence[int]) -> list[int]:
+    """``[0, v0, v0 + v1, ...]``."""
+    sums = [0]
+    for v in values:
+        sums.append(sums[-1] + v)
+    return sums
