@@ -39,15 +39,17 @@ from .scheduler import Batch, Extend, Scheduler
 
 
 class LoosePageManager:
-    """v2's page manager: a free list of page ids and nothing else.
+    """A page manager of v2's kind: a free list of page ids and nothing else.
 
-    It hands out the lowest free ids and takes back whatever it is given. It records no
-    owner, so it cannot tell a page a request holds from one a tree node holds, a page
-    freed twice from one freed once, or a page that nobody will ever free::
+    It hands out ids from a stack of free ones and takes back whatever it is given. It
+    records no owner, so it cannot tell a page a request holds from one a tree node holds,
+    a page freed twice from one freed once, or a page that nobody will ever free::
 
         free stack: [9 8 7 ... 0]    alloc pops from the end (lowest first), free pushes, no questions
 
-    It answers what ``RadixCache`` and ``Router`` ask of an allocator, so they run over it unchanged.
+    It answers what ``RadixCache`` and ``Router`` ask of an allocator (``alloc``, ``free``,
+    ``adopt``, ``reclaim``), so they run over it unchanged; ``PageAllocator`` answers the same
+    calls and records, for every page, whether it is free, a caller's or the tree's.
     """
 
     def __init__(self, num_pages: int, page_size: int = 1):
@@ -70,15 +72,17 @@ class LoosePageManager:
         del self._free[len(self._free) - n:]
         return pages
 
-    def free(self, pages: Iterable[int], validate: bool = True) -> None:
-        """Push ``pages`` back, whatever they are: ``validate`` is accepted and ignored."""
+    def free(self, pages: Iterable[int]) -> None:
+        """Push ``pages`` back, whatever they are: free already, the tree's, repeated."""
         self._free += list(pages)[::-1]
 
-    def check_allocated(self, pages: Sequence[int]) -> None:
-        """Accepts anything: with no owners recorded, there is nothing to check against."""
+    def adopt(self, pages: list[int]) -> list[int]:
+        """The tree takes ``pages`` (``RadixCache.insert``): nothing to record, nothing checked."""
+        return pages
 
-    def is_free(self, page: int) -> bool:
-        return page in self._free
+    def reclaim(self, pages: list[int]) -> None:
+        """The tree gives back an evicted node's pages (``RadixCache.evict``)."""
+        self.free(pages)
 
     def free_list(self) -> list[int]:
         """The free list as it stands (a page may appear twice), for audits."""

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import NamedTuple
 
+from transformers import PreTrainedModel
+
 from .baseline import BaselineEngine, LoosePageManager
 from .cost_model import CostModel
 from .engine import Engine
@@ -63,8 +65,9 @@ def audit(engine: Engine) -> Audit:
 class Meter:
     """Replaces ``engine``'s executor with itself (an ``Executor`` too) and records what the
     wrapped one does: tokens the model computes per phase (chapter 05's hook on the input
-    embeddings), seconds per forward, and after each forward ``kv_bytes()`` and the pages
-    the allocator has handed out."""
+    embeddings), CPU seconds per forward (``time.process_time``: the work done, which other
+    processes on the machine hardly move; ``benchmarks/timing.py``), and after each forward
+    ``kv_bytes()`` and the pages the allocator has handed out."""
 
     def __init__(self, engine: Engine, kv_bytes: Callable[[], int]):
         self.engine, self.executor, self.kv_bytes = engine, engine.executor, kv_bytes
@@ -74,7 +77,7 @@ class Meter:
         self.kv_trace: list[int] = []
         self.pages_trace: list[int] = []
         self._phase = "prefill"
-        self.executor.model.get_input_embeddings().register_forward_hook(self._count)
+        self.hook = self.executor.model.get_input_embeddings().register_forward_hook(self._count)
         engine.executor = self
 
     def clock(self) -> float:
@@ -88,9 +91,9 @@ class Meter:
 
     def _timed(self, phase: str, batch: Sequence[ForwardRequest]) -> list[int]:
         self._phase = phase
-        start = time.perf_counter()
+        start = time.process_time()
         tokens = getattr(self.executor, phase)(batch)
-        self.seconds[phase].append(time.perf_counter() - start)
+        self.seconds[phase].append(time.process_time() - start)
         allocator = self.engine.allocator
         self.kv_trace.append(self.kv_bytes())
         self.pages_trace.append(allocator.num_pages - allocator.available)
@@ -107,8 +110,8 @@ class Side(NamedTuple):
     cached: list[int]              # prompt tokens the router served from the cache, per request
     prompt_tokens: int
     computed: dict[str, int]       # tokens the model computed: "prefill", "decode"
-    prefill_seconds: float         # all prefill forwards
-    decode_step_seconds: float     # median decode forward
+    prefill_seconds: float         # all prefill forwards (CPU time)
+    decode_step_seconds: float     # median decode forward (CPU time)
     kv_trace: list[int]            # KV bytes held after each forward
     pages_trace: list[int]         # pages handed out after each forward
     audit: Audit                   # after the run
@@ -128,24 +131,27 @@ def run(name: str, engine: Engine, kv_bytes: Callable[[], int], turns: Turns, ne
     meter = Meter(engine, kv_bytes)
     outputs: list[list[list[int]]] = []
     results = []
-    for make_prompts in turns:
-        prompts = make_prompts(outputs)
-        results += engine.generate(prompts, SamplingParams(max_new_tokens=new_tokens))
-        outputs.append([r.tokens for r in results[-len(prompts):]])
+    try:
+        for make_prompts in turns:
+            prompts = make_prompts(outputs)
+            results += engine.generate(prompts, SamplingParams(max_new_tokens=new_tokens))
+            outputs.append([r.tokens for r in results[-len(prompts):]])
+    finally:
+        meter.hook.remove()                       # the model may serve another engine next
     return Side(name, [o for turn in outputs for o in turn], [r.cached_tokens for r in results],
                 engine.stats.prompt_tokens, dict(meter.computed), sum(meter.seconds["prefill"]),
                 statistics.median(meter.seconds["decode"]), meter.kv_trace, meter.pages_trace, audit(engine))
 
 
-def side_by_side(make_model: Callable, turns: Turns, new_tokens: int = 16, **settings) -> tuple[Side, Side]:
-    """The workload through radixlib's ``Engine`` and the ``BaselineEngine``, each on its own
-    copy of the same weights (``make_model()``), with ``SETTINGS`` updated by ``settings``."""
+def side_by_side(models: tuple[PreTrainedModel, PreTrainedModel], turns: Turns, new_tokens: int = 16,
+                 **settings) -> tuple[Side, Side]:
+    """The workload through radixlib's ``Engine`` (on ``models[0]``) and the ``BaselineEngine``
+    (on ``models[1]``, the same weights), each built fresh, with ``SETTINGS`` updated by ``settings``."""
     settings = {**SETTINGS, **settings}
-    radix = Engine(make_model(), **settings)
-    pool, page_size = radix.executor.pool, settings["page_size"]
-    pool_bytes = partial(_pages_in_use_bytes, radix, page_size * pool.bytes_per_token)
-    ours = run("radixlib", radix, pool_bytes, turns, new_tokens)
-    baseline = BaselineEngine(make_model(), **settings)
+    radix = Engine(models[0], **settings)
+    page_bytes = settings["page_size"] * radix.executor.pool.bytes_per_token
+    ours = run("radixlib", radix, partial(_pages_in_use_bytes, radix, page_bytes), turns, new_tokens)
+    baseline = BaselineEngine(models[1], **settings)
     caches = baseline.executor                           # the Meter will stand in front of it
     return ours, run("baseline", baseline, lambda: caches.kv_bytes, turns, new_tokens)
 

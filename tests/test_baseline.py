@@ -16,6 +16,7 @@ from radixlib.radix_cache import InvariantError
 from radixlib.request import SamplingParams
 from radixlib.router import Router
 from radixlib.shortfalls import Audit, audit, audit_pages, leak_study, side_by_side
+from radixlib.viz import FIX, SHORTFALL, draw_v2_beside_radixlib
 
 CONFIG = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                      intermediate_size=128, vocab_size=97, max_position_embeddings=256,
@@ -63,7 +64,7 @@ def test_same_tokens_and_decisions_as_radixlib_and_model_generate(reference, opt
 def test_the_model_computes_every_prompt_token_the_router_called_cached():
     """Shortfall 1: the same cache hits on paper; the hook sees every prompt token computed."""
     turns = [lambda outputs: PROMPTS, lambda outputs: PROMPTS]          # the second turn hits the first
-    ours, base = side_by_side(model, turns, new_tokens=4, num_pages=64, page_size=4, max_prefill_tokens=64)
+    ours, base = side_by_side((model(), model()), turns, new_tokens=4, num_pages=64, page_size=4, max_prefill_tokens=64)
     assert ours.outputs == base.outputs and ours.cached == base.cached and sum(base.cached) > 0
     assert base.claimed == ours.claimed == ours.computed["prefill"] < base.computed["prefill"]
     assert base.computed["prefill"] == 2 * sum(map(len, PROMPTS))        # each turn, every token
@@ -155,3 +156,9 @@ def test_the_leak_fills_the_pool_until_the_baseline_stops_serving():
     assert "ran nothing twice" in base.error and 0 < len(base.leaked) < 40
     assert base.leaked == list(range(1, len(base.leaked) + 1))            # one page per request
     assert base.usable[-1] < runs["radixlib"].usable[-1]
+
+
+def test_the_companion_drawing_marks_the_three_differences_on_each_side():
+    source = draw_v2_beside_radixlib().source
+    assert [source.count(number) for number in "①②③"] == [2, 4, 2]    # per side: 1, 2 (write, read), 1
+    assert source.count(SHORTFALL) == source.count(FIX) == 8      # 4 marked edges a side: line and label
