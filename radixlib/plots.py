@@ -228,3 +228,57 @@ def _running_sums(values: Sequence[int]) -> list[int]:
     for v in values:
         sums.append(sums[-1] + v)
     return sums
+
+
+def plot_computed_tokens(computed: dict[str, dict[str, int]], title: str) -> Figure:
+    """Prompt tokens the model computed per workload (bars, one per engine), each bar labelled.
+
+    ``computed[workload][engine]``: counted by a hook on the input embeddings (chapter 08).
+    """
+    fig, ax = figure(title, "prompt tokens the model computed", "workload")
+    workloads = list(computed)
+    engines = list(computed[workloads[0]])
+    width = 0.8 / len(engines)
+    for i, engine in enumerate(engines):
+        ys = [w + (i - (len(engines) - 1) / 2) * width for w in range(len(workloads))]
+        bars = ax.barh(ys, [computed[w][engine] for w in workloads], height=width, label=engine)
+        ax.bar_label(bars, fmt="{:,.0f}", padding=3, fontsize=8)
+    ax.set_yticks(range(len(workloads)), workloads)
+    ax.invert_yaxis()
+    ax.margins(x=0.15)
+    ax.grid(False, axis="y")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_kv_held(traces: dict[str, Sequence[int]], title: str) -> Figure:
+    """KV bytes held (MiB) after each forward of a run, one line per engine or count.
+
+    A label ending in "(count)" is drawn dashed: what an allocator believes, not what memory holds.
+    """
+    fig, ax = figure(title, "forward (prefills and decode steps, in order)", "KV cache held (MiB)")
+    for (name, trace), marker in zip(traces.items(), "os^v"):
+        style = "--" if name.endswith("(count)") else "-"
+        ax.plot(range(1, len(trace) + 1), [b / 2**20 for b in trace], style, marker=marker, markersize=4, label=name)
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_leaks(runs: dict[str, tuple[Sequence[int], Sequence[int]]], pool_pages: int, title: str) -> Figure:
+    """Pages leaked and pages still usable (free + evictable) after each request served.
+
+    ``runs[engine] = (leaked, usable)``; a run that ends before the others is marked where it stopped.
+    """
+    fig, ax = figure(title, "requests served", "pages")
+    longest = max(len(leaked) for leaked, _ in runs.values())
+    for (name, (leaked, usable)), colour in zip(runs.items(), ("tab:blue", "tab:red", "tab:green")):
+        xs = range(1, len(leaked) + 1)
+        ax.plot(xs, usable, color=colour, label=f"{name}: usable (free + evictable)")
+        ax.plot(xs, leaked, color=colour, linestyle="--", label=f"{name}: leaked")
+        if len(leaked) < longest:
+            ax.plot([len(leaked)], [usable[-1]], "x", color=colour, markersize=10, label=f"{name}: stops serving")
+    ax.axhline(pool_pages, color="black", linewidth=0.8, linestyle=":", label="pool")
+    ax.set_ylim(0, pool_pages * 1.08)
+    ax.legend(fontsize=8, loc="center right")
+    return fig
