@@ -162,7 +162,7 @@ class CacheLab:
 
     def _evict(self, work: _Work, num_tokens) -> str:
         note, freed = _changes(work.cache, lambda: work.cache.evict(operator.index(num_tokens)))
-        return _join(f"asked to evict {num_tokens} tokens, freed {freed}", note)
+        return _join(f"asked to evict {_tokens(num_tokens)}, freed {freed}", note)
 
     def _reset(self, work: _Work, config: LabConfig | None) -> str:
         work.config = config or work.config
