@@ -36,6 +36,8 @@ class Result(NamedTuple):
 
 @dataclass
 class EngineStats:
+    """Running totals over every ``generate``/``step`` of one engine; ``occupancy`` and
+    ``batches`` get one entry per forward that completed (a failed forward adds none)."""
     router: Router = field(repr=False)          # counts evicted tokens
     scheduler: Scheduler = field(repr=False)    # counts retractions
     prompt_tokens: int = 0
@@ -43,6 +45,7 @@ class EngineStats:
     computed_tokens: int = 0
     forwards: int = 0
     occupancy: list[tuple[int, int, int]] = field(default_factory=list)   # (step, tree pages, request pages)
+    batches: list[tuple[str, int]] = field(default_factory=list)          # (kind, requests) of each forward
 
     @property
     def evicted_tokens(self) -> int:
@@ -123,6 +126,7 @@ class Engine:
         for item, token in zip(batch.items, next_tokens):
             self._advance(item, token, batch.kind)
         self._record_occupancy()
+        self.stats.batches.append((batch.kind, len(batch.items)))
         return batch
 
     def check_invariants(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .replay import Replay
 from .viz import EVICTABLE, MATCHED, REQUEST, VICTIM
@@ -198,14 +199,17 @@ def plot_orders(hit_rates: dict[str, float], optimum: float, title: str) -> Figu
 
 def plot_pool_occupancy(occupancy: Sequence[tuple[int, int, int]], num_pages: int, title: str) -> Figure:
     """Pages cached in the tree and held by running requests after each forward step, stacked,
-    under the pool's size (``occupancy``: the engine's ``(step, tree pages, request pages)``)."""
+    under the pool's size (``occupancy``: the engine's ``(step, tree pages, request pages)``).
+    Step k's counts are drawn from k to k + 1 (a step plot)."""
     fig, ax = figure(title, "forward step", "pages")
-    steps, tree, held = zip(*occupancy)
+    steps, tree, held = zip(*occupancy, (occupancy[-1][0] + 1, *occupancy[-1][1:]))   # the last step's right edge
     ax.stackplot(steps, tree, held, labels=["cached in the tree", "held by running requests"],
-                 colors=[EVICTABLE, REQUEST])
+                 colors=[EVICTABLE, REQUEST], step="post")
     ax.axhline(num_pages, color="black", linestyle=":", label="pool size")
-    ax.set_ylim(0, num_pages * 1.15)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, num_pages * 1.3)                           # room above the pool line for the legend
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # steps and pages are counts
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     return fig
 
 

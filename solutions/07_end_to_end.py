@@ -18,5 +18,8 @@ def greedy_generate(model, prompt, max_new_tokens, page_size=4):
     return out
 
 
-# Every prompt in full: 8 prompts x (4 x 48 examples + a 16-token question).
-computed_without_cache = 8 * (4 * 48 + 16)
+# Each prompt is 4 x 48 = 192 example tokens + a 14-token question = 206 tokens, 208 slots in pages of 16.
+# Round 1 (budget 512): the first request goes in (208 < 512, 304 left), the second too (208 < 304, 96 left),
+# the third does not (208 >= 96). Neither finds the examples: they reach the tree after this forward.
+# Round 2: the other six find the 192 example tokens (12 whole pages) and compute their 14-token questions.
+prefilled_with_budget = 2 * (4 * 48 + 14) + 6 * 14

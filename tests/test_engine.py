@@ -61,6 +61,15 @@ def test_cache_saves_computation_and_counts_it():
     assert 0 < eng.stats.hit_rate < 1 and eng.stats.occupancy
 
 
+def test_stats_record_each_forward_batch():
+    eng = engine(num_pages=64, page_size=4, max_prefill_tokens=16)
+    eng.generate(PROMPTS, SamplingParams(max_new_tokens=3))
+    assert len(eng.stats.batches) == len(eng.stats.occupancy) == eng.stats.forwards
+    # A 16-token budget admits the 21-token prompt alone (a round's first request always goes in), then
+    # the two that hit it (4 and 7 new tokens, 4 + 8 slots in whole pages), then the last; two decodes follow.
+    assert eng.stats.batches == [("prefill", 1), ("prefill", 2), ("prefill", 1), ("decode", 4), ("decode", 4)]
+
+
 def test_sampling_is_reproducible_through_retraction():
     params = SamplingParams(max_new_tokens=NEW, temperature=0.8, top_p=0.9, seed=7)
     roomy = engine(num_pages=64, page_size=4).generate(PROMPTS, params)

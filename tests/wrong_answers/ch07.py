@@ -18,5 +18,5 @@ def _positions_off_by_one(model, prompt, max_new_tokens, page_size=4):
 
 WRONG = {
     "greedy_generate": _positions_off_by_one,
-    "computed_without_cache": 8 * 4 * 48,              # forgot the questions
+    "prefilled_with_budget": (4 * 48 + 14) + 7 * 14,   # one request per round, as at a budget of 256
 }
