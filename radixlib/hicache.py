@@ -566,6 +566,12 @@ def tiered_hit_rates(prompts: Sequence[Sequence[int]], page_size: int, fractions
             for ratio in host_ratios}
 
 
+def breakeven_bandwidth(prefill_flops: float, kv_bytes: float, flops_per_second: float) -> float:
+    """The host-link bandwidth (bytes/s) at which copying a prefix's K/V back takes as long as
+    recomputing it (``kv_bytes / W == prefill_flops / F``); a faster link makes loading win."""
+    return kv_bytes * flops_per_second / prefill_flops
+
+
 # ------------------------------------------------------ moving the bytes
 def kv_transfer(device_pool, host_pool) -> Callable[[Transfer], None]:
     """The ``transfer`` that copies each ``Transfer``'s K/V between two ``kv_pool.KVPool``s,
@@ -609,6 +615,6 @@ def _check_host_pages(allocator: PageAllocator, owner: dict[int, TreeNode]) -> N
              f"the host allocator counts {allocator.tree_pages} tree pages, the nodes hold {len(owner)}")
 
 
-__all__ = ["HiMatch", "HiRadixCache", "HiReplay", "HiRouter", "HiTreeNode", "InvariantError",
+__all__ = ["breakeven_bandwidth", "HiMatch", "HiRadixCache", "HiReplay", "HiRouter", "HiTreeNode", "InvariantError",
            "LOAD_BACK_THRESHOLD", "Transfer", "WRITE_POLICIES", "hi_replay", "host_pool_pages",
            "kv_transfer", "should_load_back", "tiered_hit_rates"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import logging
 import random
 import sys
 from collections.abc import Iterator
@@ -83,6 +84,7 @@ def load_sglang_hicache() -> ModuleType:
     controller = sys.modules["sglang.srt.managers.cache_controller"]
     host_pool = sys.modules["sglang.srt.mem_cache.memory_pool_host"]
     hiradix.time = radix_cache.time
+    logging.getLogger(HIRADIX_CACHE).setLevel(logging.ERROR)     # a failed load is an outcome here, not news
     hiradix.HiCacheController = _sync_controller(controller)
     hiradix.MHATokenToKVPoolHost = _host_pool(host_pool.HostKVCache)
     return hiradix
