@@ -88,9 +88,15 @@ def hf_batch(model, max_batch_tokens: int | None) -> Generate:
     return generate
 
 
+PREFILL_BUDGET = 1024   # tokens per forward: the same budget as (b)'s best max_batch_tokens
+
+
 def radix_engine(model, cache: bool) -> tuple[Generate, Engine]:
+    """The engine with SGLang's scheduling; its prefill budget is (b)'s, so that requests arriving
+    together are spread over rounds alike (with a budget that admits every sharer in the first
+    round, each computes the shared prefix: chapter 07)."""
     engine = Engine(model, num_pages=2048, page_size=16, enable_cache=cache, schedule="lpm",
-                    max_prefill_tokens=8192)
+                    max_prefill_tokens=PREFILL_BUDGET)
 
     def generate(prompts):
         return [r.tokens for r in engine.generate(prompts, SamplingParams(max_new_tokens=NEW_TOKENS))]

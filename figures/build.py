@@ -8,6 +8,7 @@ folder and fails when a committed file differs.
     kv_pages.svg               the page pool of the same state
     hit_rate_vs_capacity.svg   Mooncake trace: hit rate against capacity per policy and Belady
     architecture.svg / .png    the components and one request's path through them
+    v2_beside_radixlib.svg     its companion (chapter 08): v2's data flow beside radixlib's, the three differences
     prefill_vs_cached.svg      benchmarks/prefill_reuse.py's last recorded run (figures/data/)
     engine_throughput.svg      benchmarks/engine.py's last recorded run (figures/data/)
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from radixlib.lab import CacheLab, LabConfig
 from radixlib.plots import plot_hit_rate, plot_prefill_vs_cached, plot_throughput, save_svg
 from radixlib.replay import hit_rate_curves
-from radixlib.viz import draw_architecture, draw_lab, draw_pages
+from radixlib.viz import draw_architecture, draw_lab, draw_pages, draw_v2_beside_radixlib
 from radixlib.workloads import mooncake_prompts
 
 FIGURES_DIR = Path(__file__).resolve().parent
@@ -58,7 +59,7 @@ def build(out: Path = FIGURES_DIR) -> list[Path]:
     prefill = json.loads((DATA_DIR / "prefill_reuse.json").read_text())
     engine = json.loads((DATA_DIR / "engine.json").read_text())
     graphs = {"radix_tree.svg": draw_lab(lab), "kv_pages.svg": draw_pages(lab.cache),
-              "architecture.svg": draw_architecture()}
+              "architecture.svg": draw_architecture(), "v2_beside_radixlib.svg": draw_v2_beside_radixlib()}
     plots = {"hit_rate_vs_capacity.svg": plot_hit_rate(mooncake_curves(),
                                                        "Mooncake synthetic trace: hit rate vs capacity"),
              "prefill_vs_cached.svg": plot_prefill_vs_cached(

@@ -162,7 +162,7 @@ class CacheLab:
 
     def _evict(self, work: _Work, num_tokens) -> str:
         note, freed = _changes(work.cache, lambda: work.cache.evict(operator.index(num_tokens)))
-        return _join(f"asked to evict {num_tokens} tokens, freed {freed}", note)
+        return _join(f"asked to evict {_tokens(num_tokens)}, freed {freed}", note)
 
     def _reset(self, work: _Work, config: LabConfig | None) -> str:
         work.config = config or work.config
@@ -205,11 +205,15 @@ def _changes(cache: RadixCache, operation: Callable[[], T]) -> tuple[str, T]:
     after = {n.id: n for n in cache.nodes()}
     new = [after[i] for i in sorted(after.keys() - before.keys())]
     gone = sorted(before.keys() - after.keys())
-    notes = [f"split #{c.id}: its first {len(n.key)} tokens became new node #{n.id}"
+    notes = [f"split #{c.id}: its first {_tokens(len(n.key))} became new node #{n.id}"
              for n in new if not n.is_leaf for c in n.children.values() if c.id in before]
     notes += [f"evicted {', '.join(f'#{i}' for i in gone)}"] if gone else []
     notes += [f"new leaf #{n.id}" for n in new if n.is_leaf]
     return "; ".join(notes), result
+
+
+def _tokens(count: int) -> str:
+    return f"{count} token" if count == 1 else f"{count} tokens"
 
 
 def _join(*parts: str) -> str:

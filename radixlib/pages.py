@@ -37,9 +37,14 @@ class OutOfPages(RuntimeError):
 class PageAllocator:
     """Hands out page ids ``0 .. num_pages-1``, lowest ready id first (deterministic).
 
-    Like SGLang's paged allocator (``mem_cache/allocator.py``: ``PagedTokenToKVPoolAllocator.alloc``
-    calls ``merge_and_sort_free`` only when ``free_pages`` is short), freed pages are not
-    sorted back in one by one: they wait, merged and sorted only when the ready list runs short::
+    Freed pages are not sorted back in one by one: they wait, merged and sorted only when
+    the ready list runs short. That is SGLang's *sorted* path (``mem_cache/allocator.py``:
+    ``alloc`` calls ``merge_and_sort_free`` when ``need_sort`` is set, which
+    ``model_runner_kv_cache_mixin.py`` does only for prefill/decode disaggregation). By
+    default SGLang's ``free`` returns pages at once: the paged allocator puts them at the
+    front of its free list (reused first), the token allocator (page size 1) at the back;
+    and page 0 is kept for padding. radixlib keeps the sorted order, so that page ids stay
+    small and readable in every drawing (DEVIATIONS.md #13)::
 
         ready:     [9 8 7 6]     (descending; alloc pops the lowest from the end)
         released:  [2 0]         (freed by callers since the last merge)

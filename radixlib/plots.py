@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from .hicache import HiReplay
 from .replay import Replay
-from .viz import MATCHED, VICTIM
+from .viz import EVICTABLE, MATCHED, REQUEST, VICTIM
 
 TITLE_WIDTH = 58            # characters per title line at the default figure width
 
@@ -194,6 +194,94 @@ def plot_orders(hit_rates: dict[str, float], optimum: float, title: str) -> Figu
     ax.set_ylim(0, 100)
     ax.grid(False, axis="x")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    return fig
+
+
+def plot_pool_occupancy(occupancy: Sequence[tuple[int, int, int]], num_pages: int, title: str) -> Figure:
+    """Pages cached in the tree and held by running requests after each forward step, stacked,
+    under the pool's size (``occupancy``: the engine's ``(step, tree pages, request pages)``)."""
+    fig, ax = figure(title, "forward step", "pages")
+    steps, tree, held = zip(*occupancy)
+    ax.stackplot(steps, tree, held, labels=["cached in the tree", "held by running requests"],
+                 colors=[EVICTABLE, REQUEST])
+    ax.axhline(num_pages, color="black", linestyle=":", label="pool size")
+    ax.set_ylim(0, num_pages * 1.15)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_rolling_hit_rate(replays: Iterable[Replay], window: int, title: str) -> Figure:
+    """Hit rate (%) over the last ``window`` requests, as the replay goes, one line per replay."""
+    fig, ax = figure(title, "request (arrival order)", f"hit rate over the last {window} requests (%)")
+    for r in replays:
+        cached, prompt = _running_sums(r.prefix_lens), _running_sums(r.prompt_lens)
+        xs = range(window, len(r.prefix_lens) + 1)
+        ax.plot(xs, [100 * (cached[i] - cached[i - window]) / (prompt[i] - prompt[i - window]) for i in xs],
+                label=f"{r.eviction}, {r.hit_rate:.1%} overall")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _running_sums(values: Sequence[int]) -> list[int]:
+    """``[0, v0, v0 + v1, ...]``."""
+    sums = [0]
+    for v in values:
+        sums.append(sums[-1] + v)
+    return sums
+
+
+def plot_computed_tokens(computed: dict[str, dict[str, int]], title: str) -> Figure:
+    """Prompt tokens the model computed per workload (bars, one per engine), each bar labelled.
+
+    ``computed[workload][engine]``: counted by a hook on the input embeddings (chapter 08).
+    """
+    fig, ax = figure(title, "prompt tokens the model computed", "workload")
+    workloads = list(computed)
+    engines = list(computed[workloads[0]])
+    width = 0.8 / len(engines)
+    for i, engine in enumerate(engines):
+        ys = [w + (i - (len(engines) - 1) / 2) * width for w in range(len(workloads))]
+        bars = ax.barh(ys, [computed[w][engine] for w in workloads], height=width, label=engine)
+        ax.bar_label(bars, fmt="{:,.0f}", padding=3, fontsize=8)
+    ax.set_yticks(range(len(workloads)), workloads)
+    ax.invert_yaxis()
+    ax.margins(x=0.15)
+    ax.grid(False, axis="y")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_kv_held(traces: dict[str, Sequence[int]], title: str) -> Figure:
+    """KV bytes held (MiB) after each forward of a run, one line per engine or count.
+
+    A label ending in "(count)" is drawn dashed: what an allocator believes, not what memory holds.
+    """
+    fig, ax = figure(title, "forward (prefills and decode steps, in order)", "KV cache held (MiB)")
+    for (name, trace), marker in zip(traces.items(), "os^v"):
+        style = "--" if name.endswith("(count)") else "-"
+        ax.plot(range(1, len(trace) + 1), [b / 2**20 for b in trace], style, marker=marker, markersize=4, label=name)
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_leaks(runs: dict[str, tuple[Sequence[int], Sequence[int]]], pool_pages: int, title: str) -> Figure:
+    """Pages leaked and pages still usable (free + evictable) after each request served.
+
+    ``runs[engine] = (leaked, usable)``; a run that ends before the others is marked where it stopped.
+    """
+    fig, ax = figure(title, "requests served", "pages")
+    longest = max(len(leaked) for leaked, _ in runs.values())
+    for (name, (leaked, usable)), colour in zip(runs.items(), ("tab:blue", "tab:red", "tab:green")):
+        xs = range(1, len(leaked) + 1)
+        ax.plot(xs, usable, color=colour, label=f"{name}: usable (free + evictable)")
+        ax.plot(xs, leaked, color=colour, linestyle="--", label=f"{name}: leaked")
+        if len(leaked) < longest:
+            ax.plot([len(leaked)], [usable[-1]], "x", color=colour, markersize=10, label=f"{name}: stops serving")
+    ax.axhline(pool_pages, color="black", linewidth=0.8, linestyle=":", label="pool")
+    ax.set_ylim(0, pool_pages * 1.08)
+    ax.legend(fontsize=8, loc="center right")
     return fig
 
 

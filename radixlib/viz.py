@@ -269,3 +269,53 @@ def draw_architecture() -> graphviz.Digraph:
     tail, head, label = PAGE_TO_SLOTS
     graph.edge(tail, head, label=label, style="dashed", arrowhead="none", constraint="false")
     return graph
+
+
+# --- v2 beside radixlib (chapter 08) --------------------------------------------------------
+
+SHORTFALL, FIX = "#d7301f", MATCHED          # a difference as v2 has it (red), as radixlib has it (green)
+V2_BESIDE_RADIXLIB = {  # side: (title, nodes {id: label}, edges [(from, to, label, difference or 0)])
+    "v2": ("v2: control-plane faithful", {
+        "Router": "Router\nmatch: FULL / PARTIAL / MISS,\nprefix_len, lock, reserve",
+        "RadixCache": "RadixCache\npage-tuple keys", "PageManager": "page manager\n(free list)",
+        "Executor": "executor\nfull forward", "DynamicCache": "DynamicCache\nper request"}, [
+        ("prompt", "Router", "all prompt tokens", 0),
+        ("Router", "RadixCache", "match / insert", 0),
+        ("Router", "PageManager", "alloc / free", 0),
+        ("RadixCache", "PageManager", "③ kept in step\nby convention", 3),
+        ("Router", "Executor", "① every token;\nprefix_len is\ncontrol flow only", 1),
+        ("Executor", "DynamicCache", "② prefix K/V once\nper request", 2),
+        ("DynamicCache", "Executor", "② decode reads\nits own cache", 2)]),
+    "radixlib": ("radixlib", {
+        "Router": "Router\nmatch: FULL / PARTIAL / MISS,\nprefix_len, lock, reserve",
+        "RadixCache": "RadixCache\npage-tuple keys", "PageManager": "PageAllocator",
+        "Executor": "AttentionExecutor", "DynamicCache": "KVPool\nshared, paged"}, [
+        ("prompt", "Router", "all prompt tokens", 0),
+        ("Router", "RadixCache", "match / insert", 0),
+        ("Router", "PageManager", "alloc / free", 0),
+        ("RadixCache", "PageManager", "③ check_invariants:\nfree + tree + held\n= the pool, page by page", 3),
+        ("Router", "Executor", "① prompt[prefix_len:]\nonly, over the\nprefix's slots", 1),
+        ("Executor", "DynamicCache", "② new K/V into the\npages the tree owns", 2),
+        ("DynamicCache", "Executor", "② prefill and decode\nread the pool", 2)]),
+}
+
+
+def draw_v2_beside_radixlib() -> graphviz.Digraph:
+    """v2's data flow beside radixlib's; the three differences numbered, red in v2, green here."""
+    graph = graphviz.Digraph("v2_beside_radixlib", graph_attr={"rankdir": "TB", "fontname": "Helvetica",
+                                                               "nodesep": "0.35", "ranksep": "0.5"},
+                             node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                                        "fontsize": "11", "fillcolor": CACHED},
+                             edge_attr={"fontname": "Helvetica", "fontsize": "9"})
+    for side, (title, nodes, edges) in V2_BESIDE_RADIXLIB.items():
+        colour = SHORTFALL if side == "v2" else FIX
+        with graph.subgraph(name=f"cluster_{side}") as plane:
+            plane.attr(label=title, fontsize="12", style="rounded,dashed", color="#969696", labeljust="l")
+            plane.node(f"{side}_prompt", "prompt", shape="plaintext", style="")
+            for name, label in nodes.items():
+                plane.node(f"{side}_{name}", label, fillcolor=LOCKED if name == "DynamicCache" else CACHED)
+            for tail, head, label, difference in edges:
+                marked = {"color": colour, "fontcolor": colour, "penwidth": "2"} if difference else {}
+                style = {"style": "dashed"} if side == "v2" and difference == 3 else {}
+                plane.edge(f"{side}_{tail}", f"{side}_{head}", label=label, **marked, **style)
+    return graph

@@ -268,7 +268,7 @@ def test_load_back_evicts_to_make_room_but_never_the_ancestors_it_loads_under():
 
 
 def test_a_load_back_holds_the_host_copies_it_is_loading_while_it_evicts():
-    """Here, not in SGLang (DEVIATIONS.md row 15): a write-back eviction inside ``load_back``
+    """Here, not in SGLang (DEVIATIONS.md row 16): a write-back eviction inside ``load_back``
     may evict host leaves, but never the chain being loaded."""
     x, w, y = list(range(12)), list(range(100, 112)), list(range(200, 224))
     cache = make(num_pages=24, host_pages=25, write_policy="write_back")

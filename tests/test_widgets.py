@@ -21,7 +21,7 @@ def test_insert_and_match_report_what_happened():
     lab = lab_with(("insert", CAT))
     assert lab.message == "inserted 6 tokens: 0 matched, 6 computed; new leaf #1"
     assert lab.step("insert", DOG) == ("inserted 3 tokens: 1 matched, 2 computed; "
-                                       "split #1: its first 1 tokens became new node #2; new leaf #3")
+                                       "split #1: its first 1 token became new node #2; new leaf #3")
     assert lab.step("match", "the cat sat down").startswith("matched 3 of 4 tokens at node #4")
     assert "split #1: its first 2 tokens became new node #4" in lab.message
     lab.cache.check_invariants(held=[])

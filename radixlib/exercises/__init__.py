@@ -82,7 +82,11 @@ def check(name: str, answer: Any) -> Verdict:
 
 
 def same(got: Any, expected: Any) -> bool:
-    """Equal, with floats compared to 1e-9 (relative) and sequences element by element."""
+    """Equal, with floats compared to 1e-9 (relative), sequences element by element, and arrays
+    (tensors) by dtype, shape and every element."""
+    if hasattr(expected, "dtype") and hasattr(expected, "shape"):
+        return (getattr(got, "dtype", None) == expected.dtype and getattr(got, "shape", None) == expected.shape
+                and bool((got == expected).all()))
     if isinstance(expected, float) or isinstance(got, float):
         return isinstance(got, (int, float)) and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
@@ -99,7 +103,11 @@ def _unanswered(ex: Exercise) -> Verdict:
 
 def _short(value: Any) -> str:
     """A one-line rendering; an object without its own repr (a cache) shows its text dump."""
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # an array or tensor: its values, its dtype
+        return _short(value.tolist()) + f" ({value.dtype})"
     plain = type(value).__repr__ is object.__repr__ and type(value).__str__ is not object.__str__
+    if not plain and "\n" in repr(value):                   # a model: its repr is a page of layers
+        return f"<{type(value).__name__}>"
     text = " | ".join(line.strip() for line in (str(value) if plain else repr(value)).splitlines())
     width = DUMP_WIDTH if plain else ARG_WIDTH
     return text if len(text) <= width else text[: width - 1] + "…"

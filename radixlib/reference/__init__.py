@@ -14,3 +14,18 @@ from here, so neither reaches into the other.
 
 No SGLang code is copied here: everything SGLang does, it does from the wheel.
 """
+from __future__ import annotations
+
+import importlib.metadata
+
+
+def pinned_missing(distribution: str, version: str, install: str, needed_by: str) -> str | None:
+    """Why ``distribution==version`` cannot be used here (``install`` says how to get it);
+    ``None`` when exactly that version is installed."""
+    try:
+        found = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return f"{distribution}=={version} is not installed ({install})"
+    if found != version:
+        return f"{distribution} {found} is installed; {needed_by} needs {distribution}=={version}"
+    return None

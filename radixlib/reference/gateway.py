@@ -19,7 +19,6 @@ it, and a release waits until the router's loads are back to zero. Standard libr
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import signal
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..cluster import ROUTER_VERSION, CacheAwareConfig, CacheAwarePolicy, Decision, Loads, routing_text
+from . import pinned_missing
 
 HOST = "127.0.0.1"
 HOLD_TIMEOUT = 30.0          # seconds a mock worker holds a request at most
@@ -44,13 +44,7 @@ POLL = 0.02                  # seconds between polls of the router's state
 
 def router_unavailable() -> str | None:
     """Why the real router cannot run here; ``None`` when it can."""
-    try:
-        version = importlib.metadata.version("sglang-router")
-    except importlib.metadata.PackageNotFoundError:
-        return f"sglang-router=={ROUTER_VERSION} is not installed (pip install 'radixlib[cluster]')"
-    if version != ROUTER_VERSION:
-        return f"sglang-router {version} is installed; the comparison needs sglang-router=={ROUTER_VERSION}"
-    return None
+    return pinned_missing("sglang-router", ROUTER_VERSION, "pip install 'radixlib[cluster]'", "the comparison")
 
 
 # ------------------------------------------------------------------ scripts

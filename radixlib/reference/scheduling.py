@@ -381,7 +381,7 @@ def replay(config: Config, traffic, min_decisions: int, seed: int = 0) -> list[S
 
 
 def _compare_trees(ours: Ours, theirs: Theirs, when: str) -> None:
-    mine = tree_view(RawNode(depth, n.key, (), n.lock_ref, 0, n.priority, n.last_access, n.created)
+    mine = tree_view(RawNode(depth, tuple(n.key), (), n.lock_ref, 0, n.priority, n.last_access, n.created)
                      for n, depth in depth_first(ours.engine.cache.root))
     reference = tree_view(RawNode(depth, tuple(n.key.token_ids), (), n.lock_ref, 0, n.priority,
                                   n.last_access_time, n.creation_time)

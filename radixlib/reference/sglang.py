@@ -49,6 +49,8 @@ from typing import Any
 
 import torch
 
+from . import pinned_missing
+
 SGLANG_VERSION = "0.5.12"
 RADIX_CACHE = "sglang.srt.mem_cache.radix_cache"
 SCHEDULER_MODULES = {          # name in the namespace load_sglang_scheduler returns -> module
@@ -150,13 +152,8 @@ _THIRD_PARTY_STAND_INS = {     # module -> attributes used at import time
 
 def sglang_unavailable() -> str | None:
     """Why SGLang's code cannot be compared against; ``None`` when it can."""
-    try:
-        version = importlib.metadata.version("sglang")
-    except importlib.metadata.PackageNotFoundError:
-        return f"sglang=={SGLANG_VERSION} is not installed (pip install --no-deps sglang=={SGLANG_VERSION})"
-    if version != SGLANG_VERSION:
-        return f"sglang {version} is installed; the faithfulness tests need sglang=={SGLANG_VERSION}"
-    return None
+    return pinned_missing("sglang", SGLANG_VERSION, f"pip install --no-deps sglang=={SGLANG_VERSION}",
+                          "the faithfulness tests")
 
 
 @functools.cache

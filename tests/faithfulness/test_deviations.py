@@ -123,3 +123,26 @@ def test_a_priority_that_is_not_a_number_raises_before_any_change():
     sglang.insert(sg.InsertParams(key=sg.RadixKey([4, 4]), value=torch.arange(2), priority=None))
     ours.insert([4, 4], ours.allocator.alloc(2), priority=None)
     assert sg_match(sglang, [4, 4]).last_device_node.priority == ours.match_prefix([4, 4]).node.priority == 0
+
+
+def test_allocator_order_is_the_sorted_path_not_sglangs_default():
+    """#13: SGLang frees pages straight back (paged: to the front; per token: to the back) and
+    keeps slot 0 for padding unless need_sort is set; we always take the sorted path from 0."""
+    from radixlib.pages import PageAllocator
+    from radixlib.source import sglang_source
+    allocator_module = "sglang.srt.mem_cache.allocator"
+    paged_free = sglang_source(allocator_module, "PagedTokenToKVPoolAllocator.free").code
+    token_free = sglang_source(allocator_module, "TokenToKVPoolAllocator.free").code
+    assert "torch.cat((free_page_indices, self.free_pages))" in paged_free           # to the front
+    assert "torch.cat((self.free_pages, free_index))" in token_free                  # to the back
+    assert "arange(\n            1," in sglang_source(allocator_module, "PagedTokenToKVPoolAllocator.clear").code
+    mixin = sglang_source("sglang.srt.model_executor.model_runner_kv_cache_mixin",
+                          "ModelRunnerKVCacheMixin._init_pools").code
+    assert 'need_sort = self.server_args.disaggregation_mode in ("decode", "prefill")' in mixin
+    allocator = PageAllocator(8, 4)
+    first = allocator.alloc(3)
+    allocator.free(first[:1])
+    assert first == [0, 1, 2] and allocator.alloc(2) == [3, 4]           # freed page 0 waits
+    assert allocator.alloc(3) == [5, 6, 7]                                # still the ready ones
+    allocator.free([3])
+    assert allocator.alloc(2) == [0, 3]                                   # short: merged back, sorted

@@ -10,7 +10,7 @@ an eviction frees in order, the pages the device pool hands out, evictable, prot
 host sizes, and the tokens written and loaded so far; every 1,000 operations, the whole
 trees (keys, device pages, host copy sizes, locks, hits, priorities, time order).
 
-The last tests pin the deviations (``DEVIATIONS.md``, rows 13-16) on both sides.
+The last tests pin the deviations (``DEVIATIONS.md``, rows 14-17) on both sides.
 """
 from __future__ import annotations
 
@@ -56,14 +56,14 @@ def test_stream_gives_identical_results(workload: str, page_size: int, write_pol
 
 OTHER_POLICIES = sorted(set(POLICIES) - {"lru"})
 # Under write-back, mru and filo host-evict first the chain a load-back has just matched (the
-# most recently used, the newest), whenever a load must evict and the host is full: row 15.
+# most recently used, the newest), whenever a load must evict and the host is full: row 16.
 WRITE_BACK_POLICIES = [policy for policy in OTHER_POLICIES if policy not in ("mru", "filo")]
 
 
 @pytest.mark.parametrize("write_policy, eviction", [("write_through", policy) for policy in OTHER_POLICIES]
                          + [("write_back", policy) for policy in WRITE_BACK_POLICIES])
 def test_every_eviction_policy_orders_both_tiers_alike(write_policy: str, eviction: str):
-    """A host 4x the device under write-back, so that few loads need a host eviction (row 15)."""
+    """A host 4x the device under write-back, so that few loads need a host eviction (row 16)."""
     ratio = 4.0 if write_policy == "write_back" else 2.0
     ops = record_hi_stream("chat", 16, write_policy, 2_000, eviction, host_ratio=ratio)
     compare(ops, *sides("chat", 16, write_policy, eviction, host_ratio=ratio))
@@ -123,7 +123,7 @@ def test_the_host_pool_is_sized_as_sglang_sizes_it(num_pages, page_size, ratio, 
 
 
 # ------------------------------------------------------------ the deviations
-def test_13_sglang_locks_a_node_while_its_write_is_in_flight_radixlib_copies_at_once():
+def test_14_sglang_locks_a_node_while_its_write_is_in_flight_radixlib_copies_at_once():
     sg = load_sglang_hicache()
     theirs = sglang_hicache(64, 1, "write_through")
     theirs.insert(sg.InsertParams(key=sg.RadixKey(list(range(12))), value=theirs.cache_controller
@@ -137,7 +137,7 @@ def test_13_sglang_locks_a_node_while_its_write_is_in_flight_radixlib_copies_at_
     # Agreement: after the scheduler's event check, which every stream runs after every operation.
 
 
-def test_14_sglang_refuses_a_host_pool_no_larger_than_the_device_pool():
+def test_15_sglang_refuses_a_host_pool_no_larger_than_the_device_pool():
     with pytest.raises(AssertionError, match="larger than the device"):
         sglang_hicache(64, 1, "write_through", host_ratio=0.5)
     ours = HiRadixCache(PageAllocator(64), PageAllocator(host_pool_pages(64, 1, ratio=0.5)))
@@ -146,7 +146,7 @@ def test_14_sglang_refuses_a_host_pool_no_larger_than_the_device_pool():
     # Agreement: every host pool larger than the device pool (every stream).
 
 
-def test_15_a_write_back_eviction_inside_a_load_back_may_host_evict_the_chain_being_loaded():
+def test_16_a_write_back_eviction_inside_a_load_back_may_host_evict_the_chain_being_loaded():
     """Device 24 tokens, host 25: X and W host-only (12 each), Y fills the device. Loading X
     must evict Y, whose write-back needs 24 host tokens: SGLang's ``evict_host`` deletes W and
     then X itself, writes Y over X's freed host slots, and loads X from them; X is no longer in
