@@ -400,11 +400,13 @@ class HiRadixCache(RadixCache):
         return self.allocator.adopt(self.allocator.alloc(need))
 
     def _send(self, transfer: Transfer) -> None:
+        """Hand a completed copy to ``transfer`` (no bytes move without one)."""
         if self.transfer is not None:
             self.transfer(transfer)
 
     # ------------------------------------------- RadixCache hooks, two tiers
     def _new_node(self, parent, key, pages, priority: int = 0) -> HiTreeNode:
+        """A ``HiTreeNode`` with the next id, born at the next tick, without a host copy."""
         self._clock += 1
         self._next_id += 1
         return HiTreeNode(self._next_id - 1, parent, key, pages, self._clock, priority)
@@ -435,6 +437,7 @@ class HiRadixCache(RadixCache):
             self._host_leaves.add(node)
 
     def _describe(self, node: HiTreeNode) -> str:
+        """The drawing's line for ``node``: chapter 02's, plus its host pages and its tier(s)."""
         where = "host only" if node.evicted else "device+host" if node.backuped else "device"
         host = f" host={node.host_pages}" if node.backuped else ""
         return f"{describe(node)}{host} [{where}]"
@@ -477,6 +480,7 @@ class HiRadixCache(RadixCache):
             self._check_held(set(device), list(held))
 
     def _check_node(self, node: HiTreeNode) -> None:
+        """One node's own invariants on both tiers (a host-only node has no device checks)."""
         if node.evicted:
             _require(len(node.key) > 0 and len(node.key) % self.page_size == 0,
                      f"#{node.id} key length {len(node.key)} is not a positive multiple of {self.page_size}")
@@ -495,6 +499,7 @@ class HiRadixCache(RadixCache):
         _require(node.host_ref >= 0, f"#{node.id} host_ref is negative")
 
     def _check_leaf_sets(self) -> None:
+        """Both leaf sets equal what the tree says they are."""
         nodes = list(self.nodes())
         device = {n for n in nodes if not n.evicted and n.lock_ref == 0 and all(c.evicted for c in n.children.values())}
         _require(device == self._evictable_leaves, "evictable (device) leaf set out of date")
@@ -508,6 +513,7 @@ class HiRouter(Router):
     so ``lookup`` may move pages; the loaded tokens count as cached."""
 
     def _admission_match(self, tokens: Sequence[int]) -> MatchResult:
+        """The device match, extended by the host-only run if ``init_load_back`` loads it."""
         hit = self.cache.match_prefix(tokens)
         if not hit.host_len:
             return hit
@@ -534,6 +540,7 @@ class HiReplay(NamedTuple):
 
     @property
     def loaded_tokens(self) -> int:
+        """Prompt tokens loaded back from host memory, over the whole replay."""
         return sum(self.loaded_lens)
 
 
@@ -593,14 +600,17 @@ def kv_transfer(device_pool, host_pool) -> Callable[[Transfer], None]:
 
 # --------------------------------------------------------------- helpers
 def _head(pages: list[int] | None, cut: int) -> list[int] | None:
+    """The first ``cut`` pages, or ``None`` for no copy."""
     return None if pages is None else pages[:cut]
 
 
 def _tail(pages: list[int] | None, cut: int) -> list[int] | None:
+    """The pages after the first ``cut``, or ``None`` for no copy."""
     return None if pages is None else pages[cut:]
 
 
 def _own(owner: dict[int, TreeNode], pages: list[int], node: TreeNode, tier: str) -> None:
+    """Record ``node`` as the owner of ``pages``; a page owned twice is an ``InvariantError``."""
     for p in pages:
         _require(p not in owner, f"{tier} page {p} owned by #{owner.get(p, node).id} and #{node.id}")
         owner[p] = node
