@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .hicache import HiReplay
 from .replay import Replay
 from .viz import EVICTABLE, MATCHED, REQUEST, VICTIM
 
@@ -285,4 +286,61 @@ def plot_leaks(runs: dict[str, tuple[Sequence[int], Sequence[int]]], pool_pages:
     ax.axhline(pool_pages, color="black", linewidth=0.8, linestyle=":", label="pool")
     ax.set_ylim(0, pool_pages * 1.08)
     ax.legend(fontsize=8, loc="center right")
+    return fig
+
+
+def plot_tiered_hit_rate(curves: dict[float, Sequence[tuple[float, float]]], unlimited: float,
+                         title: str) -> Figure:
+    """Hit rate (%) against device capacity (% of the distinct pages), one line per host pool
+    (``curves`` maps host pages / device pages to points; 0 is the one-tier cache, drawn grey);
+    the cache with room for everything is a dashed black line (chapter 11)."""
+    fig, ax = figure(title, "device capacity (% of distinct pages)", "hit rate (% of prompt tokens)")
+    for (ratio, points), marker in zip(sorted(curves.items()), "os^vDP"):
+        xs, ys = zip(*points)
+        style = ({"color": "black", "linestyle": ":", "markerfacecolor": "none", "markersize": 10, "zorder": 3}
+                 if ratio == 0 else {"alpha": 0.85})       # hollow and on top: visible where a line covers it
+        label = "one tier (no host pool)" if ratio == 0 else f"host pool {ratio:g}x the device"
+        ax.plot([100 * x for x in xs], [100 * y for y in ys], marker=marker, label=label, **style)
+    ax.axhline(100 * unlimited, color="black", linestyle="--", label=f"room for everything: {unlimited:.1%}")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_write_policies(replays: Sequence[HiReplay], title: str, scale: int = 1) -> Figure:
+    """Hit rate (%) against tokens written to the host, one point per replay, marked by write
+    policy and labelled with its host ratio; ``scale`` real tokens per replayed token."""
+    fig, ax = figure(title, "tokens copied device -> host (millions)", "hit rate (% of prompt tokens)")
+    policies = list(dict.fromkeys(r.write_policy for r in replays))
+    for policy, marker in zip(policies, "os^"):
+        runs = [r for r in replays if r.write_policy == policy]
+        xs, ys = [scale * r.written_tokens / 1e6 for r in runs], [100 * r.hit_rate for r in runs]
+        ax.plot(xs, ys, marker=marker, linestyle="", markersize=8, label=policy)
+        labels: dict[tuple[float, float], list[str]] = {}        # points that coincide share one label
+        for r, x, y in zip(runs, xs, ys):
+            labels.setdefault((round(x, 1), round(y, 1)), []).append(f"{r.host_pages / r.num_pages:.0f}x")
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, None)
+    ax.legend(title="write policy (label: host ratio)", fontsize=8)
+    return fig
+
+
+def plot_load_vs_recompute(breakeven: dict[str, float], links: dict[str, float], title: str) -> Figure:
+    """Each model's breakeven host-link bandwidth (GB/s, log scale; a bar) beside the bandwidth of
+    some links (vertical lines): over a link faster than its bar, loading a prefix back beats
+    recomputing it (chapter 11)."""
+    fig, ax = figure(title, "host link bandwidth (GB/s, log scale)", "")
+    names = list(breakeven)
+    ax.barh(names, [breakeven[n] / 1e9 for n in names], color=MATCHED, label="breakeven: load = recompute")
+    styles = zip(("--", "-.", ":", "--", "-."), ("black", "dimgray", "tab:red", "tab:purple", "tab:brown"))
+    for (link, bandwidth), (style, color) in zip(links.items(), styles):
+        ax.axvline(bandwidth / 1e9, color=color, linestyle=style, linewidth=1.2, label=link)
+    ax.set_xscale("log")
+    ax.set_xlim(0.5, 3000)                                  # room for the legend right of the links
+    ax.invert_yaxis()
+    ax.grid(False, axis="y")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.legend(fontsize=7, loc="center right")
     return fig

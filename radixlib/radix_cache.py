@@ -399,12 +399,16 @@ class RadixCache:
                 f"protected={self.protected_size} free_pages={self.allocator.available}")
         return "\n".join([head, "root"] + self._dump(self.root, ""))
 
+    def _describe(self, node: TreeNode) -> str:
+        """The dump's line for ``node`` (``hicache.HiRadixCache`` adds the host copy)."""
+        return describe(node)
+
     def _dump(self, node: TreeNode, indent: str) -> list[str]:
         lines = []
         keys = sorted(node.children)
         for i, k in enumerate(keys):
             child, last = node.children[k], i == len(keys) - 1
-            lines.append(f"{indent}{'└── ' if last else '├── '}{describe(child)}")
+            lines.append(f"{indent}{'└── ' if last else '├── '}{self._describe(child)}")
             lines += self._dump(child, indent + ("    " if last else "│   "))
         return lines
 

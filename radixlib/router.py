@@ -117,13 +117,17 @@ class Router:
         like every lookup it refreshes access times and may split a node.
         """
         cap = len(req.tokens) - 1                      # the last token must run for logits
-        hit = self.cache.match_prefix(req.tokens[:cap]) if self.enable_cache and cap else None
+        hit = self._admission_match(req.tokens[:cap]) if self.enable_cache and cap else None
         if hit is None:
             return Admission(MatchStatus.MISS, 0, [], self.cache.root)
         status = (MatchStatus.MISS if hit.prefix_len == 0 else
                   MatchStatus.FULL if hit.prefix_len == page_aligned(cap, self.page_size) else
                   MatchStatus.PARTIAL)
         return Admission(status, hit.prefix_len, list(hit.pages), hit.node)
+
+    def _admission_match(self, tokens: Sequence[int]) -> MatchResult:
+        """The cached prefix ``lookup`` admits (``hicache.HiRouter`` also loads host copies back)."""
+        return self.cache.match_prefix(tokens)
 
     def admit(self, req: Request, found: Admission) -> None:
         """Lock ``found``'s prefix for ``req`` and lend it the tree's pages."""

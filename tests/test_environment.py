@@ -12,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 CORE = ["pages", "radix_cache", "eviction", "router", "request", "scheduler", "forward",
-        "cost_model", "engine", "replay", "workloads", "lab", "cluster", "block_hash"]
+        "cost_model", "engine", "replay", "workloads", "lab", "cluster", "block_hash", "hicache"]
 HEAVY = ["torch", "transformers", "tokenizers", "numpy", "jupyterlab", "IPython", "ipywidgets",
          "matplotlib", "graphviz", "pygments"]
 

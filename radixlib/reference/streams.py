@@ -176,6 +176,11 @@ class Caller:
         found = self.do(Match(tokens))
         return len(self.ops) - 1, found
 
+    def admission_match(self, tokens: Tokens) -> tuple[int, MatchResult]:
+        """The match a request is admitted with: the op to lock by and its prefix
+        (``hicache_side.HiCaller`` also loads host copies back)."""
+        return self.match(tokens)
+
     def play(self, request: Request) -> None:
         """One step: finish the requests whose time has come, maybe flush or probe, admit ``request``."""
         self.step += 1
@@ -189,7 +194,7 @@ class Caller:
         self.admit(request)
 
     def admit(self, request: Request) -> None:
-        ref, found = self.match(request.tokens[: request.prompt_len - 1])
+        ref, found = self.admission_match(request.tokens[: request.prompt_len - 1])
         self.do(Lock(ref))
         need = pages_needed(len(request.tokens), self.page_size) - len(found.pages)
         if not self.make_room(need):
