@@ -1,9 +1,10 @@
 """A v2-shaped engine: radixlib's control plane with the three shortfalls a review named.
 
-The review of an earlier Python RadixAttention ("v2") praised its control plane and named
-three places where its execution fell short of SGLang. This module puts exactly those three
-back, under the same ``RadixCache``, ``Router`` logic and ``Scheduler``, so every decision
-(what is cached, what runs, which pages a request gets) stays radixlib's and only they differ::
+An unpublished review of the project that preceded this book, an earlier Python
+RadixAttention ("v2"), praised its control plane and named three places where its execution
+fell short of SGLang. This module puts exactly those three back, under the same
+``RadixCache``, ``Router`` logic and ``Scheduler``, so every decision (what is cached, what
+runs, which pages a request gets) stays radixlib's and only they differ::
 
     shortfall               the baseline (this module)                   radixlib
     1 prefill               the model runs the whole context from 0;     the uncached suffix only
@@ -14,10 +15,10 @@ back, under the same ``RadixCache``, ``Router`` logic and ``Scheduler``, so ever
                             back whatever it is given, no owners         check_invariants(held=...)
 
 Shortfall 3 needs a slip to show: a loose page manager is right exactly as long as every
-caller keeps the convention. ``LooseRouter`` leaves out one free that SGLang's
-``RadixCache.cache_finished_req`` makes ("free the unaligned tail"): this is our slip, not
-a quote of v2. Chapter 08 counts what the loose manager lets through, and what radixlib's
-checks do with the same slip.
+caller keeps the convention. ``LooseRouter`` stops ``Router.cache_finished``'s last free
+at the last whole page, so the one free SGLang's ``RadixCache.cache_finished_req`` calls
+"free the unaligned tail" never happens: this is our slip, not a quote of v2. Chapter 08
+counts what the loose manager lets through, and what radixlib's checks do with the same slip.
 """
 from __future__ import annotations
 
@@ -90,18 +91,18 @@ class LoosePageManager:
 
 
 class LooseRouter(Router):
-    """``Router`` with one free left out: a finished request's partial last page.
+    """``Router`` with one free cut short: a finished request's partial last page stays out.
 
     Page size 1 has no partial page, so nothing leaks; at page size 16 every request whose
     K/V do not end on a page boundary leaves one page that no node and no request owns.
     """
 
     def cache_finished(self, req: Request) -> None:
-        ps = self.page_size
-        aligned = page_aligned(req.kv_len, ps) if self.enable_cache else 0
+        """``Router.cache_finished`` with its free stopped at ``kv_len // page_size``."""
+        aligned = page_aligned(req.kv_len, self.page_size) if self.enable_cache else 0
         if aligned:
             self._insert(req, aligned)
-        self.allocator.free(req.pages[max(aligned, req.prefix_len) // ps: req.kv_len // ps])   # no tail
+        self.allocator.free(req.pages[max(aligned, req.prefix_len) // self.page_size: req.kv_len // self.page_size])
         self._detach(req)
 
 

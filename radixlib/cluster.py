@@ -421,17 +421,26 @@ def trace_arrivals(first: int = 0, count: int | None = None, tokens_per_block: i
                     max(1, round(r.output_length / scale))) for r in trace]
 
 
+class WorkerRun(NamedTuple):
+    """One worker's share of a replay."""
+    prompt_tokens: int          # prompt tokens of the requests it served
+    hit_rate: float             # the share of them its cache supplied (at admission)
+    evicted_tokens: int         # tokens its cache evicted to make room
+    peak_pages: int             # the most pages it had in use at once (tree + requests)
+
+
 class ClusterRun(NamedTuple):
     """What one replay measured."""
     policy: str
     num_workers: int
-    hit_rate: float             # cached prompt tokens / prompt tokens, over all workers
-    imbalance: float            # max / mean over workers of the requests in flight, averaged over arrivals
+    hit_rate: float             # cached prompt tokens / prompt tokens, over all workers, at admission
+    imbalance: float            # each worker's requests in flight averaged over arrivals; max / mean of those
     ttft: list[float]           # simulated seconds from arrival to first token, per finished request
     decisions: list[Decision]   # the worker each request was sent to, and the rule that chose it
     failed: int                 # requests a worker refused (too long for its pool)
     global_hit_rate: float      # prompt tokens cached on *some* worker at arrival, over prompt tokens
     local_hit_rate: float       # ... cached on the chosen worker at arrival
+    per_worker: list[WorkerRun]
 
     @property
     def workers(self) -> list[int]:
@@ -542,7 +551,8 @@ class Cluster:
                           list(self.decisions),
                           sum(r.status is Status.FAILED for r in self.requests),
                           sum(best for _, best in self.hits) / prompt if prompt else 0.0,
-                          sum(local for local, _ in self.hits) / prompt if prompt else 0.0)
+                          sum(local for local, _ in self.hits) / prompt if prompt else 0.0,
+                          [_worker_run(w) for w in self.workers])
 
     def _cached_at_arrival(self, prompt: list[int], chosen: int) -> tuple[int, int]:
         """Prompt tokens the chosen worker holds, and the most any worker holds (all but the last token)."""
@@ -550,6 +560,12 @@ class Cluster:
             return 0, 0
         held = [w.cache.cached_len(prompt[:-1]) for w in self.workers]
         return held[chosen], max(held)
+
+
+def _worker_run(worker: Engine) -> WorkerRun:
+    stats = worker.stats
+    peak = max((tree + held for _, tree, held in stats.occupancy), default=0)
+    return WorkerRun(stats.prompt_tokens, stats.hit_rate, stats.evicted_tokens, peak)
 
 
 def _run(worker: Engine, until: float) -> None:

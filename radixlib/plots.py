@@ -14,6 +14,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from .hicache import HiReplay
 from .replay import Replay
@@ -131,18 +132,14 @@ def plot_tradeoff(groups: dict[str, Sequence[tuple[str, float, float]]], title: 
     """Hit rate (%) against load imbalance (max/mean), one point per router setting.
 
     ``groups`` maps a family of settings to ``(label, imbalance, hit rate)`` points, drawn
-    with one marker and connected in the given order; a point on top of one already labelled
-    gets no second label. ``bound`` (a hit rate) is a dashed line; ``marked`` a starred point.
+    with one marker and connected in the given order. Points of a family that (nearly) coincide
+    share one label ("0.1, 0.3"); each label goes where it overlaps no label before it
+    (``_label_apart``). ``bound`` (a hit rate) is a dashed line; ``marked`` a starred point.
     """
     fig, ax = figure(title, "load imbalance (max / mean requests in flight)", "hit rate (% of prompt tokens)")
-    labelled: set[tuple[float, float]] = set()
     for (name, points), marker in zip(groups.items(), "os^vDPX*"):
-        labels, xs, ys = zip(*points)
+        _, xs, ys = zip(*points)
         ax.plot(xs, [100 * y for y in ys], marker=marker, alpha=0.8, label=name)
-        for label, x, y in points:
-            if (round(x, 2), round(100 * y, 1)) not in labelled:
-                labelled.add((round(x, 2), round(100 * y, 1)))
-                ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(4, 3), fontsize=7)
     if marked is not None:
         label, x, y = marked
         ax.plot([x], [100 * y], "k*", markersize=12, label=label)
@@ -150,7 +147,59 @@ def plot_tradeoff(groups: dict[str, Sequence[tuple[str, float, float]]], title: 
         ax.axhline(100 * bound, color="black", linestyle="--", label="one big worker")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")
+    fig.draw_without_rendering()                     # lay the axes out: pixel positions are final
+    spots = [spot for points in groups.values()
+             for spot in _merge_near(ax, [(label, x, 100 * y) for label, x, y in points])]
+    markers = [(x, 100 * y, 4) for points in groups.values() for _, x, y in points]
+    _label_apart(ax, spots, markers + ([(marked[1], 100 * marked[2], 7)] if marked else []))
     return fig
+
+
+LABEL_OFFSETS = ((4, 3), (4, -10), (-4, 3), (-4, -10), (4, 12), (-4, 12), (4, -19), (-4, -19),
+                 (4, 21), (-4, 21), (4, -28), (-4, -28))                    # in points, nearest first
+NEAR_PIXELS = 8             # points closer than this on screen share one label
+
+
+def _merge_near(ax: Axes, points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """``(label, x, y)`` points (data coordinates), each one within ``NEAR_PIXELS`` of an
+    earlier kept point merged into that point's label ("0.1, 0.3")."""
+    kept: list[list] = []                                  # [label, x, y, pixel x, pixel y]
+    for label, x, y in points:
+        px, py = ax.transData.transform((x, y))
+        near = next((k for k in kept if abs(k[3] - px) < NEAR_PIXELS and abs(k[4] - py) < NEAR_PIXELS), None)
+        if near is None:
+            kept.append([label, x, y, px, py])
+        else:
+            near[0] = f"{near[0]}, {label}"
+    return [(label, x, y) for label, x, y, _, _ in kept]
+
+
+def _label_apart(ax: Axes, points: Sequence[tuple[str, float, float]],
+                 markers: Sequence[tuple[float, float, float]]) -> None:
+    """Label each ``(label, x, y)`` point at the first of ``LABEL_OFFSETS`` where its text stays
+    inside the axes and overlaps no label placed before it, no marker (``(x, y, radius in
+    pixels)``) and not the legend; at the first offset when none is free."""
+    frame = ax.get_window_extent()
+    taken = [Bbox.from_bounds(px - r, py - r, 2 * r, 2 * r)
+             for x, y, r in markers for px, py in [ax.transData.transform((x, y))]]
+    taken += [ax.get_legend().get_window_extent()] if ax.get_legend() else []
+    for label, x, y in points:
+        for offset in LABEL_OFFSETS:
+            note = _note(ax, label, (x, y), offset)
+            box = note.get_window_extent()
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                break
+            note.remove()
+        else:                                       # no free place: the nearest one
+            box = _note(ax, label, (x, y), LABEL_OFFSETS[0]).get_window_extent()
+        taken.append(box)
+
+
+def _note(ax: Axes, label: str, xy: tuple[float, float], offset: tuple[int, int]):
+    """``label`` at ``offset`` points from ``xy``, on the side the offset points to."""
+    return ax.annotate(label, xy, textcoords="offset points", xytext=offset, fontsize=7,
+                       ha="left" if offset[0] > 0 else "right")
 
 
 def plot_designs_hit_rate(capacities: Sequence[float], rates: dict[str, Sequence[float]], title: str) -> Figure:

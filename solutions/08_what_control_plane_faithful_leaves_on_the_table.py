@@ -20,6 +20,8 @@ def pages_to_free(page_size, kv_len, pages, prefix_len, present):
     return sorted(duplicates + tail)
 
 
-# The 768 shared tokens: 48 pages, once. Each request then holds its 32-token question and the K/V of
-# 15 decoded tokens (the 16th token is sampled last and never gets K/V): 47 tokens, 3 pages.
-peak_pool_pages = 768 // 16 + 32 * -(-(32 + 15) // 16)
+# Pages of 32 tokens, 33 new tokens. The 768 shared tokens: 24 pages, once. Each request then holds its
+# 32-token question and the K/V of 32 decoded tokens (the 33rd is sampled last and never gets K/V):
+# 64 tokens, exactly 2 pages. The first request runs one step ahead of the others, but it never
+# holds more than 64 tokens of its own either.
+peak_pool_pages = 768 // 32 + 32 * -(-(32 + 32) // 32)

@@ -213,7 +213,12 @@ def test_a_replay_serves_every_request_and_leaves_every_worker_consistent(policy
     assert len(run.ttft) == len(prompts) and min(run.ttft) > 0
     for w, worker in enumerate(cluster.workers):              # each worker served exactly what it was sent
         assert worker.stats.prompt_tokens == sum(len(p) for p, chosen in zip(prompts, run.workers) if chosen == w)
+        mine = run.per_worker[w]
+        assert (mine.prompt_tokens, mine.hit_rate, mine.evicted_tokens) == (
+            worker.stats.prompt_tokens, worker.stats.hit_rate, worker.stats.evicted_tokens)
+        assert mine.peak_pages <= 64 and (mine.peak_pages > 0) == (mine.prompt_tokens > 0)
     prompt_tokens = sum(map(len, prompts))
+    assert sum(w.hit_rate * w.prompt_tokens for w in run.per_worker) == pytest.approx(run.hit_rate * prompt_tokens)
     assert run.hit_rate == sum(w.stats.cached_tokens for w in cluster.workers) / prompt_tokens
     assert run.global_hit_rate >= run.local_hit_rate
     assert sum(run.rules.values()) == len(prompts)
@@ -287,10 +292,13 @@ def test_cluster_plots_draw_every_policy_and_label_each_spot_once():
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.get_lines()] == ["round_robin", "one big worker"]
     assert list(ax.get_lines()[0].get_ydata()) == [40.0, 20.0] and ax.get_legend() is not None
-    fig = plot_tradeoff({"a": [("0.1", 2.0, 0.5), ("0.3", 2.0, 0.5)], "b": [("abs 0", 1.3, 0.3)]}, "t",
+    fig = plot_tradeoff({"a": [("0.1", 2.0, 0.5), ("0.3", 2.0, 0.5), ("0.5", 1.9, 0.52)],
+                         "b": [("abs 0", 1.3, 0.3), ("abs 2", 1.9, 0.52)]}, "t",
                         bound=0.6, marked=("defaults", 2.0, 0.5))
     ax = fig.axes[0]
-    assert sorted(t.get_text() for t in ax.texts) == ["0.1", "abs 0"]      # "0.3" sits on "0.1"
+    assert sorted(t.get_text() for t in ax.texts) == ["0.1, 0.3", "0.5", "abs 0", "abs 2"]   # "0.3" sits on "0.1"
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])   # "0.5", "abs 2": one spot
     assert "defaults" in [line.get_label() for line in ax.get_lines()] and ax.get_xlabel().startswith("load")
 
 

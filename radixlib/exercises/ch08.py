@@ -66,12 +66,16 @@ def _finish_cases() -> list[tuple]:
     return cases
 
 
+PEAK_PAGE_SIZE, PEAK_NEW_TOKENS = 32, 33      # not the chapter's 16 and 16: the reader derives, not copies
+
+
 def _peak_pool_pages() -> int:
-    """Pages radixlib's pool holds at its peak while serving chapter 08's few-shot workload
-    (the same control plane, on the model-free ``CostModel``; ``stats.occupancy`` is read after each forward)."""
-    engine = Engine(executor=CostModel(), **SETTINGS)
+    """Pages radixlib's pool holds at its peak while serving chapter 08's few-shot workload with
+    pages of 32 tokens and 33 new tokens per request (the same control plane, on the model-free
+    ``CostModel``; ``stats.occupancy`` is read after each forward)."""
+    engine = Engine(executor=CostModel(), **{**SETTINGS, "page_size": PEAK_PAGE_SIZE})
     engine.generate(few_shot(num_requests=32, num_examples=8, example_len=96, question_len=32),
-                    SamplingParams(max_new_tokens=16))
+                    SamplingParams(max_new_tokens=PEAK_NEW_TOKENS))
     return max(tree + held for _, tree, held in engine.stats.occupancy)
 
 
@@ -81,11 +85,11 @@ EXERCISES = [
                   "twice; return (sorted leaked, sorted owned twice)",
              source="radixlib.shortfalls.audit_pages"),
     Exercise("pages_to_free", "implement", _pages_to_free, _finish_cases,
-             hint="the duplicates the tree already had, pages[prefix_len//ps : present//ps], and the pages past "
-                  "the last whole page, pages[kv_len//ps:]; sorted",
+             hint="a finishing request gives back every page of its own that the tree does not keep after the "
+                  "insert: which of its pages hold tokens the tree already had, and which page can no node take?",
              source="radixlib.router.Router.cache_finished (the pages it frees)"),
     Exercise("peak_pool_pages", "compute", _peak_pool_pages, lambda: [()],
-             hint="the 768 shared tokens once, in whole pages; then per request its 32-token question and "
-                  "15 decoded tokens with K/V (the 16th has none yet), in whole pages",
-             source="the peak of Engine(executor=CostModel()) on the few-shot workload"),
+             hint="the 768 shared tokens once, in whole pages of 32; then per request its 32-token question and "
+                  "the decoded tokens that have K/V (the last one sampled has none yet), in whole pages",
+             source="the peak of Engine(executor=CostModel()) on the few-shot workload, pages of 32, 33 new tokens"),
 ]
