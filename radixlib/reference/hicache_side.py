@@ -60,7 +60,7 @@ from .ops import (
 )
 from .sglang import RADIX_CACHE, _module, _third_party_stand_ins, load_sglang
 from .sides import RecordingAllocator, slot_tensor
-from .streams import WORKLOADS, Caller, Request
+from .streams import WORKLOADS, Caller, Request, play_requests
 
 HIRADIX_CACHE = "sglang.srt.mem_cache.hiradix_cache"
 MEMORY_POOL_TYPES = ("KVCache", "MambaPool", "MHATokenToKVPool", "MLATokenToKVPool", "NSATokenToKVPool")
@@ -478,15 +478,9 @@ class HiCaller(Caller):
 def record_hi_stream(workload: str, page_size: int, write_policy: str, num_ops: int, eviction: str = "lru",
                      host_ratio: float = 2.0, seed: int = 0) -> list[Op]:
     """At least ``num_ops`` operations of ``workload`` on a two-tier cache, all requests finished."""
-    spec = WORKLOADS[workload]
-    side = OursHiSide(spec.capacity_tokens // page_size, page_size, write_policy, eviction, host_ratio)
-    caller = HiCaller(side, random.Random(f"{seed}/caller"))
-    for request in spec.requests(random.Random(f"{seed}/{workload}")):
-        if caller.cache_ops >= num_ops:
-            break
-        caller.play(request)
-    caller.drain()
-    return caller.ops
+    side = OursHiSide(WORKLOADS[workload].capacity_tokens // page_size, page_size, write_policy, eviction,
+                      host_ratio)
+    return play_requests(HiCaller(side, random.Random(f"{seed}/caller")), workload, num_ops, seed)
 
 
 def sides(workload: str, page_size: int, write_policy: str, eviction: str = "lru",

@@ -255,10 +255,14 @@ class Caller:
 
 def record_stream(workload: str, page_size: int, eviction: str, num_ops: int, seed: int = 0) -> list[Op]:
     """At least ``num_ops`` cache operations of ``workload``, all requests finished at the end."""
-    spec = WORKLOADS[workload]
-    side = OursSide(spec.capacity_tokens // page_size, page_size, eviction)
-    caller = Caller(side, random.Random(f"{seed}/caller"))
-    for request in spec.requests(random.Random(f"{seed}/{workload}")):
+    side = OursSide(WORKLOADS[workload].capacity_tokens // page_size, page_size, eviction)
+    return play_requests(Caller(side, random.Random(f"{seed}/caller")), workload, num_ops, seed)
+
+
+def play_requests(caller: Caller, workload: str, num_ops: int, seed: int) -> list[Op]:
+    """Play ``workload``'s requests through ``caller`` until it has made ``num_ops`` cache operations,
+    then finish every request; the operations it recorded."""
+    for request in WORKLOADS[workload].requests(random.Random(f"{seed}/{workload}")):
         if caller.cache_ops >= num_ops:
             break
         caller.play(request)
