@@ -21,7 +21,6 @@ the figure to quote and the one targets are judged on, and wall time (why: ``tim
 """
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from functools import partial
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from timing import CLOCK_NOTE, CLOCKS, Spread, Timed, load_average, rotated, timed, verdict
+from timing import CLOCK_NOTE, CLOCKS, Spread, Timed, load_average, model_bench_parser, rotated, timed, verdict
 from transformers import ContinuousBatchingConfig, GenerationConfig, LlamaConfig
 
 from radixlib.engine import Engine
@@ -170,11 +169,8 @@ def report(name: str, rounds: list[dict[str, Run]], clock: str) -> dict[str, lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see timing.py)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = model_bench_parser(__doc__, rounds=3, record="figures/data/engine.json")
     parser.add_argument("--quick", action="store_true", help="8 few-shot requests, one (b) budget")
-    parser.add_argument("--record", action="store_true", help="also write figures/data/engine.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = sum(p.numel() for p in seeded_model(CONFIG).parameters()) / 1e6

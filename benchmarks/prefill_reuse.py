@@ -20,13 +20,12 @@ also stores the numbers for ``make figures``).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from pathlib import Path
 
 import torch
-from timing import CLOCK_NOTE, CLOCKS, Spread, interleaved, load_average, verdict
+from timing import CLOCK_NOTE, CLOCKS, Spread, interleaved, load_average, model_bench_parser, verdict
 from transformers import DynamicCache, LlamaConfig
 
 from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
@@ -101,10 +100,7 @@ def decode_table(reference, executor: AttentionExecutor, prompt: list[int], slot
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see timing.py)")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--record", action="store_true", help="also write figures/data/prefill_reuse.json")
+    parser = model_bench_parser(__doc__, rounds=15, record="figures/data/prefill_reuse.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = seeded_model(CONFIG, seed=0)

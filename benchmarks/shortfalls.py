@@ -23,12 +23,11 @@ intra-op thread and CPU time, as ``timing.py`` explains.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
-from timing import CLOCK_NOTE, Spread, load_average, rotated
+from timing import CLOCK_NOTE, Spread, load_average, model_bench_parser, rotated
 from transformers import LlamaConfig
 
 from radixlib.models import seeded_model
@@ -107,10 +106,7 @@ def leak_summary() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see timing.py)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
-    parser.add_argument("--record", action="store_true", help="also write figures/data/shortfalls.json")
+    parser = model_bench_parser(__doc__, rounds=3, record="figures/data/shortfalls.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = (seeded_model(CONFIG), seeded_model(CONFIG))

@@ -18,6 +18,7 @@ a spread (lowest..highest).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -48,6 +49,16 @@ class Spread(NamedTuple):
 
     def format(self, spec: str = ".2f") -> str:
         return f"{self.median:{spec}} ({self.low:{spec}}..{self.high:{spec}})"
+
+
+def model_bench_parser(doc: str, rounds: int, record: str) -> argparse.ArgumentParser:
+    """The options every model benchmark takes: ``--threads`` (torch intra-op threads, 1 by
+    default: see above), ``--rounds`` (timed rounds) and ``--record`` (also write ``record``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (see timing.py)")
+    parser.add_argument("--rounds", type=int, default=rounds, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--record", action="store_true", help=f"also write {record}")
+    return parser
 
 
 def timed(run: Callable[[], T]) -> tuple[T, Timed]:
