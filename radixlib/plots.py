@@ -235,9 +235,10 @@ def plot_lookup_cost(costs: dict, xlabel: str, title: str) -> Figure:
 def plot_orders(hit_rates: dict[str, float], optimum: float, title: str) -> Figure:
     """Hit rate (%) per schedule order as bars, the optimum as a dashed line (chapter 06b).
 
-    The legend sits above the axes, where it cannot hide a bar.
+    The legend sits above the axes, where it cannot hide a bar, and the title above the legend.
     """
     fig, ax = figure(title, "schedule order", "hit rate (% of prompt tokens)")
+    ax.set_title(ax.get_title(), pad=20)                       # points: room for the legend's row
     names = list(hit_rates)
     ax.bar(names, [100 * hit_rates[n] for n in names], color=MATCHED, label="measured")
     ax.axhline(100 * optimum, color="black", linestyle="--", label=f"optimum (Theorem 3.1): {optimum:.1%}")
@@ -361,18 +362,19 @@ def plot_write_policies(replays: Sequence[HiReplay], title: str, scale: int = 1)
     policy and labelled with its host ratio; ``scale`` real tokens per replayed token."""
     fig, ax = figure(title, "tokens copied device -> host (millions)", "hit rate (% of prompt tokens)")
     policies = list(dict.fromkeys(r.write_policy for r in replays))
+    groups = []                                              # per policy: (label, x, y) points
     for policy, marker in zip(policies, "os^"):
-        runs = [r for r in replays if r.write_policy == policy]
-        xs, ys = [scale * r.written_tokens / 1e6 for r in runs], [100 * r.hit_rate for r in runs]
-        ax.plot(xs, ys, marker=marker, linestyle="", markersize=8, label=policy)
-        labels: dict[tuple[float, float], list[str]] = {}        # points that coincide share one label
-        for r, x, y in zip(runs, xs, ys):
-            labels.setdefault((round(x, 1), round(y, 1)), []).append(f"{r.host_pages / r.num_pages:.0f}x")
-        for (x, y), names in labels.items():
-            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
+        points = [(f"{r.host_pages / r.num_pages:.0f}x", scale * r.written_tokens / 1e6, 100 * r.hit_rate)
+                  for r in replays if r.write_policy == policy]
+        ax.plot([x for _, x, _ in points], [y for _, _, y in points], marker=marker, linestyle="",
+                markersize=8, label=policy)
+        groups.append(points)
     ax.set_ylim(0, 100)
     ax.set_xlim(0, None)
     ax.legend(title="write policy (label: host ratio)", fontsize=8)
+    fig.draw_without_rendering()                             # pixel positions are final
+    _label_apart(ax, [spot for points in groups for spot in _merge_near(ax, points)],
+                 [(x, y, 6) for points in groups for _, x, y in points])
     return fig
 
 

@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import inspect
 import sys
+import textwrap
 from html import escape
 from importlib.metadata import version
 from pathlib import Path
@@ -42,29 +43,32 @@ class SideBySide(NamedTuple):
         return f"{self.left!r}\n\n{self.right!r}"
 
     def _repr_html_(self) -> str:
+        # Two fixed halves, each scrolling sideways on its own: a long line on one side never
+        # pushes the other out of view.
         cells = "".join(f'<td style="vertical-align: top; width: 50%"><b>{escape(s.name)}</b>'
-                        f"{_highlight(s.code)}</td>" for s in self)
-        return f'<table style="font-size: 85%"><tr>{cells}</tr></table>'
+                        f'<div style="overflow-x: auto">{_highlight(s.code)}</div></td>' for s in self)
+        return (f'<table class="side-by-side" style="font-size: 85%; table-layout: fixed; width: 100%">'
+                f"<tr>{cells}</tr></table>")
 
 
 def show_source(obj) -> Source:
-    """The library's own source of ``obj`` (a function, method, class or module)."""
+    """The library's own source of ``obj`` (a function, method, class or module), dedented."""
     name = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
     module = inspect.getmodule(obj).__name__
-    return Source(f"{module}.{name}" if module != name else name, inspect.getsource(obj))
+    return Source(f"{module}.{name}" if module != name else name, textwrap.dedent(inspect.getsource(obj)))
 
 
 def sglang_source(module: str, qualname: str) -> Source:
     """SGLang's source of ``qualname`` (``"RadixCache.evict"``) in ``module``, from the installed wheel.
 
-    ``module`` is dotted (``"sglang.srt.mem_cache.radix_cache"``). Only the file is read.
+    ``module`` is dotted (``"sglang.srt.mem_cache.radix_cache"``). Only the file is read; the code is dedented.
     """
     path = module_file(module)
     text = path.read_text()
     node = _find(ast.parse(text), qualname.split("."), f"{module}.{qualname}")
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     lines = text.splitlines()[first - 1: node.end_lineno]
-    return Source(f"{module}.{qualname}  ({_version(module)})", "\n".join(lines) + "\n")
+    return Source(f"{module}.{qualname}  ({_version(module)})", textwrap.dedent("\n".join(lines) + "\n"))
 
 
 def beside(ours, module: str, qualname: str) -> SideBySide:
