@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
+
+from timing import timed
 
 from radixlib.cluster import POLICIES, CacheAwareConfig, ClusterRun, run_cluster, run_ideal, trace_arrivals
 from radixlib.replay import distinct_pages
@@ -37,20 +38,21 @@ def row(run: ClusterRun, seconds: float, capacity: float) -> dict:
             "global_hit_rate": round(run.global_hit_rate, 6), "rules": run.rules, "seconds": round(seconds, 1)}
 
 
-def timed(fn, *args, **kwargs) -> tuple[ClusterRun, float]:
-    start = time.perf_counter()
-    return fn(*args, **kwargs), time.perf_counter() - start
+def wall_timed(fn, *args, **kwargs) -> tuple[ClusterRun, float]:
+    """``fn(*args, **kwargs)`` and the wall seconds it took."""
+    run, seconds = timed(lambda: fn(*args, **kwargs))
+    return run, seconds.wall
 
 
 def policy_rows(arrivals, num_workers: int, capacity: float, total_pages: int) -> list[dict]:
     """Every policy, cache_aware with the older smallest-tree rule, and the one big worker."""
     rows = []
     for policy in POLICIES:
-        rows.append(row(*timed(run_cluster, arrivals, num_workers, total_pages, policy), capacity))
+        rows.append(row(*wall_timed(run_cluster, arrivals, num_workers, total_pages, policy), capacity))
     older = CacheAwareConfig(low_match="smallest_tree")
-    run, seconds = timed(run_cluster, arrivals, num_workers, total_pages, "cache_aware", config=older)
+    run, seconds = wall_timed(run_cluster, arrivals, num_workers, total_pages, "cache_aware", config=older)
     rows.append(row(run._replace(policy="cache_aware (smallest tree)"), seconds, capacity))
-    rows.append(row(*timed(run_ideal, arrivals, num_workers, total_pages), capacity))
+    rows.append(row(*wall_timed(run_ideal, arrivals, num_workers, total_pages), capacity))
     return rows
 
 

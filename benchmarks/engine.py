@@ -28,17 +28,28 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from timing import CLOCK_NOTE, CLOCKS, Spread, Timed, load_average, model_bench_parser, rotated, timed, verdict
+from timing import (
+    CLOCK_NOTE,
+    CLOCKS,
+    MODEL_SHAPE,
+    Spread,
+    Timed,
+    load_average,
+    model_bench_parser,
+    rotated,
+    timed,
+    verdict,
+)
 from transformers import ContinuousBatchingConfig, GenerationConfig, LlamaConfig
 
 from radixlib.engine import Engine
 from radixlib.models import seeded_model
 from radixlib.request import SamplingParams
-from radixlib.workloads import chat_turn_prompts, few_shot, multi_turn_chat
+from radixlib.shortfalls import chat_turn
+from radixlib.workloads import few_shot, multi_turn_chat
 
-CONFIG = LlamaConfig(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
-                     intermediate_size=1376, vocab_size=32000, tie_word_embeddings=True,
-                     max_position_embeddings=4096, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+CONFIG = LlamaConfig(**MODEL_SHAPE, tie_word_embeddings=True, max_position_embeddings=4096, bos_token_id=None,
+                     eos_token_id=None, pad_token_id=None)
 NEW_TOKENS = 16
 WARM_UP = [[7] * 40, [8] * 24]                      # one untimed call per method: first-call costs
 RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "engine.json"
@@ -137,10 +148,7 @@ def workloads(quick: bool) -> dict[str, list[Callable]]:
     n = 8 if quick else 32
     shots = few_shot(num_requests=n, num_examples=8, example_len=96, question_len=32)
     chats = multi_turn_chat(num_conversations=4, turns=3, system_len=256, user_len=32)
-
-    def chat_turn(t):
-        return lambda outs: chat_turn_prompts(chats, t, [[outs[k][c] for k in range(t)] for c in range(len(chats))])
-    return {"few-shot": [lambda outs: shots], "multi-turn": [chat_turn(t) for t in range(3)]}
+    return {"few-shot": [lambda outs: shots], "multi-turn": [partial(chat_turn, chats, t) for t in range(3)]}
 
 
 def ratios(rounds: list[dict[str, Run]], clock: str, method: str, versus: str) -> list[float]:

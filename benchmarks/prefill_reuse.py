@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import torch
-from timing import CLOCK_NOTE, CLOCKS, Spread, interleaved, load_average, model_bench_parser, verdict
+from timing import CLOCK_NOTE, CLOCKS, MODEL_SHAPE, Spread, interleaved, load_average, model_bench_parser, verdict
 from transformers import DynamicCache, LlamaConfig
 
 from radixlib.executor import AttentionExecutor, ForwardRequest, pool_for
@@ -35,9 +35,7 @@ PROMPT_LEN, CACHED = 1024, (0, 256, 512, 900, 1000)
 RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "prefill_reuse.json"
 DECODE_REPEAT = 5                     # decode steps per variant per round (their median is the round's)
 REACHED_GOAL, DECODE_GOAL = 0.85, 1.05
-CONFIG_SHAPE = dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
-                    intermediate_size=1376, vocab_size=32000)     # recorded, so a chapter can derive the ideal
-CONFIG = LlamaConfig(**CONFIG_SHAPE, tie_word_embeddings=True, max_position_embeddings=2048)
+CONFIG = LlamaConfig(**MODEL_SHAPE, tie_word_embeddings=True, max_position_embeddings=2048)
 
 
 def prefill_table(reference, executor: AttentionExecutor, prompt: list[int], slots: torch.Tensor,
@@ -129,7 +127,8 @@ def main() -> None:
                       at_least=False, judge_worst=False))
     if args.record:
         model_name = f"Llama {params:.1f}M, fp32, {args.threads} CPU thread{'s' * (args.threads > 1)}, CPU time"
-        record = {"model": model_name, "config": CONFIG_SHAPE, **tables["cpu"][0]}
+        record = {"model": model_name, "config": MODEL_SHAPE,   # so a chapter can derive the ideal
+                  **tables["cpu"][0]}
         RECORD.write_text(json.dumps(record, indent=2) + "\n")
 
 

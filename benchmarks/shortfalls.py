@@ -27,26 +27,26 @@ import json
 from pathlib import Path
 
 import torch
-from timing import CLOCK_NOTE, Spread, load_average, model_bench_parser, rotated
+from timing import CLOCK_NOTE, MODEL_SHAPE, Spread, load_average, model_bench_parser, rotated
 from transformers import LlamaConfig
 
 from radixlib.models import seeded_model
 from radixlib.shortfalls import leak_study, side_by_side, workloads
 from radixlib.workloads import shared_prefix
 
-CONFIG = LlamaConfig(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
-                     intermediate_size=1376, vocab_size=32000, tie_word_embeddings=True,
-                     max_position_embeddings=4096, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+CONFIG = LlamaConfig(**MODEL_SHAPE, tie_word_embeddings=True, max_position_embeddings=4096, bos_token_id=None,
+                     eos_token_id=None, pad_token_id=None)
 RECORD = Path(__file__).resolve().parent.parent / "figures" / "data" / "shortfalls.json"
 LEAK_POOL, LEAK_REQUESTS = 128, 300
 
 
 def measure(models, rounds: int) -> dict[str, list]:
     """Every round's (radixlib, baseline) ``Side``s per workload; round 0 (warm-up) dropped."""
-    runs = {name: [] for name in workloads(CONFIG.vocab_size)}
+    loads = workloads(CONFIG.vocab_size)
+    runs = {name: [] for name in loads}
     for r in range(rounds + 1):
         for name in rotated(list(runs), r):
-            pair = side_by_side(models, workloads(CONFIG.vocab_size)[name])
+            pair = side_by_side(models, loads[name])
             if r:
                 runs[name].append(pair)
     return runs

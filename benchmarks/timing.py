@@ -27,6 +27,9 @@ from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 CLOCKS = ("cpu", "wall")
+# The model every model benchmark times: a seeded 39.6M-parameter Llama (each adds its own settings).
+MODEL_SHAPE = dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+                   intermediate_size=1376, vocab_size=32000)
 CLOCK_NOTE = ("targets are judged on CPU time; wall time is this machine under its load at the time, "
               "which neighbours change (see benchmarks/timing.py)")
 

@@ -168,10 +168,11 @@ def workloads(vocab_size: int) -> dict[str, Turns]:
     shots = few_shot(num_requests=32, num_examples=8, example_len=96, question_len=32, vocab_size=vocab_size)
     system = shared_prefix(num_requests=16, prefix_len=384, suffix_len=64, vocab_size=vocab_size, seed=1)
     return {"few-shot": [lambda outputs: shots], "system prompt": [lambda outputs: system],
-            "multi-turn": [partial(_chat_turn, chats, t) for t in range(3)]}
+            "multi-turn": [partial(chat_turn, chats, t) for t in range(3)]}
 
 
-def _chat_turn(chats, turn: int, outputs: list[list[list[int]]]) -> list[list[int]]:
+def chat_turn(chats, turn: int, outputs: list[list[list[int]]]) -> list[list[int]]:
+    """Turn ``turn``'s prompts of ``chats``: each conversation's history with the outputs of its earlier turns."""
     return chat_turn_prompts(chats, turn, [[outputs[t][c] for t in range(turn)] for c in range(len(chats))])
 
 

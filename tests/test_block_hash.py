@@ -9,6 +9,7 @@ the streams of ``tests/data/vllm_streams.py`` and compares every outcome with wh
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -325,14 +326,21 @@ def test_matches_a_naive_reference(block_size, num_pages, ops):
 RECORDED = json.loads((DATA / "vllm_decisions.json").read_text())
 
 
+@functools.cache
+def played(name: str) -> tuple[list, vllm_streams.OursSide, list]:
+    """Stream ``name``'s operations, our side after playing them, and our outcomes (played once)."""
+    stream = vllm_streams.STREAMS[name]
+    ops, side = vllm_streams.operations(stream), vllm_streams.OursSide(stream)
+    return ops, side, vllm_streams.play(ops, side)
+
+
 @pytest.mark.parametrize("name", sorted(vllm_streams.STREAMS))
 def test_same_decisions_as_vllm(name):
     """Every outcome (hit, free blocks, queue order and cached blocks) equals vLLM 0.33.0's."""
     stream, recorded = vllm_streams.STREAMS[name], RECORDED["streams"][name]
-    ops = vllm_streams.operations(stream)
+    ops, _, ours = played(name)
     assert recorded["stream"] == stream._asdict() and recorded["fingerprint"] == vllm_streams.fingerprint(ops), \
         "the stream changed since it was recorded: re-run tests/data/record_vllm.py"
-    ours = vllm_streams.play(ops, vllm_streams.OursSide(stream))
     for index, (mine, theirs) in enumerate(zip(ours, recorded["outcomes"], strict=True)):
         assert mine == theirs, f"op {index} {str(ops[index])[:80]}: radixlib {mine}, vLLM {theirs}"
 
@@ -340,10 +348,8 @@ def test_same_decisions_as_vllm(name):
 def test_the_recorded_streams_exercise_every_rule():
     """Hits, salts, evictions, refused admissions and refused extends all occur in the recordings."""
     seen = {"hit": 0, "salt": 0, "no room": 0, "extend refused": 0, "evicted": 0}
-    for name, stream in vllm_streams.STREAMS.items():
-        ops, outcomes = vllm_streams.operations(stream), RECORDED["streams"][name]["outcomes"]
-        side = vllm_streams.OursSide(stream)
-        vllm_streams.play(ops, side)
+    for name in vllm_streams.STREAMS:
+        (ops, side, _), outcomes = played(name), RECORDED["streams"][name]["outcomes"]
         seen["evicted"] += side.cache.evicted_blocks
         for op, outcome in zip(ops, outcomes):
             result = outcome.split(":")[0]

@@ -12,7 +12,7 @@ UNLIMITED = 10**5                          # pages: more than the trace's distin
 
 
 def _first_500_hit_rate() -> float:
-    return replay(mooncake_prompts(TOKENS_PER_BLOCK)[:500], UNLIMITED, PAGE_SIZE).hit_rate
+    return replay(mooncake_prompts(TOKENS_PER_BLOCK, limit=500), UNLIMITED, PAGE_SIZE).hit_rate
 
 
 def _cold_starts() -> int:
@@ -39,7 +39,7 @@ def _stream_cases() -> list[tuple]:
 EXERCISES = [
     Exercise("first_500_hit_rate", "compute", _first_500_hit_rate, lambda: [()],
              hint="replay(prompts[:500], num_pages=..., page_size=16) with room for everything; read .hit_rate",
-             source="replay(mooncake_prompts(16)[:500], 10**5, 16).hit_rate"),
+             source="replay(mooncake_prompts(16, limit=500), 10**5, 16).hit_rate"),
     Exercise("cold_starts", "compute", _cold_starts, lambda: [()],
              hint="count the requests of the unlimited replay whose prefix_lens entry is 0",
              source="sum(n == 0 for n in replay(mooncake_prompts(16), 10**5, 16).prefix_lens)"),

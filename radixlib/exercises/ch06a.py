@@ -56,7 +56,7 @@ def _boundary_cases() -> list[tuple]:
         probe = Request(100, shared + [rng.randrange(50) for _ in range(rng.randint(1, 6))])
         s = copy.deepcopy(engine.scheduler)
         found = s.router.lookup(probe)
-        room = s.router.free_tokens - sum(min(r.remaining_new_tokens, 4096) * s.new_token_ratio for r in s.running)
+        room = s._room(s._budget())                               # the scheduler's own sum of reservations
         pinned = s.router.unlocked_tokens(found.node)
         fixed = len(probe.tokens) - found.prefix_len + page_size
         for target in (room - pinned - 1, room - pinned, room - 1, room):

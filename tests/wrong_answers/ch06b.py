@@ -1,11 +1,3 @@
-WRONG = {
-    # forgets in-batch prefix caching: a plain longest-prefix-first sort
-    "lpm_order": lambda prompts, prefix_lens, threshold: sorted(range(len(prompts)), key=lambda i: -prefix_lens[i]),
-    # a node's own requests BEFORE its children's (pre-order)
-    "dfs_weight_order": None,
-}
-
-
 def _pre_order(cache, prompts):
     at = {}
     for i, prompt in enumerate(prompts):
@@ -26,4 +18,9 @@ def _pre_order(cache, prompts):
     return order
 
 
-WRONG["dfs_weight_order"] = _pre_order
+WRONG = {
+    # forgets in-batch prefix caching: a plain longest-prefix-first sort
+    "lpm_order": lambda prompts, prefix_lens, threshold: sorted(range(len(prompts)), key=lambda i: -prefix_lens[i]),
+    # a node's own requests BEFORE its children's (pre-order)
+    "dfs_weight_order": _pre_order,
+}
