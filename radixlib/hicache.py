@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import NamedTuple
 
-from .pages import PageAllocator, non_negative_int, page_list, pages_needed
+from .pages import PageAllocator, non_negative_int, page_list
 from .radix_cache import (
     InvariantError,
     MatchResult,
@@ -55,7 +55,7 @@ from .radix_cache import (
     describe,
     token_array,
 )
-from .replay import distinct_pages, replay
+from .replay import capacity_pages, replay
 from .router import Router
 
 WRITE_POLICIES = ("write_through", "write_through_selective", "write_back")
@@ -130,6 +130,7 @@ class HiRadixCache(RadixCache):
     as it happens (``kv_transfer`` copies the bytes; ``None`` moves no bytes, as in a replay).
     ``evictable_size``, ``protected_size`` and ``total_size`` count device tokens only.
     """
+    node_type = HiTreeNode
 
     def __init__(self, allocator: PageAllocator, host_allocator: PageAllocator,
                  write_policy: str = "write_through", eviction: str = "lru",
@@ -200,8 +201,7 @@ class HiRadixCache(RadixCache):
             else:
                 self._count_hit(node)
         if length < len(key):
-            self._add_leaf(node, key[length:], new_pages[used:], priority)
-            leaf = node.children[self._child_key(key, length)]
+            leaf = self._add_leaf(node, key[length:], new_pages[used:], priority)
             leaf.hits = 0
             self._count_hit(leaf)
         return present
@@ -215,19 +215,18 @@ class HiRadixCache(RadixCache):
         are all off the device joins the heap. Returns the device tokens freed.
         """
         num_tokens = non_negative_int(num_tokens, "number of tokens to evict")
-        heap = [(self._eviction_key(leaf), leaf) for leaf in self._evictable_leaves]
-        heapq.heapify(heap)
+        heap = self._victim_heap(self._evictable_leaves)
         freed, written = 0, {}
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
             parent = leaf.parent
             if leaf.backuped:
                 freed += self._evict_backuped(leaf)
-            elif self.write_policy == "write_back" and self.write_backup(leaf, write_back=True):
-                written[leaf] = None
-                freed += len(leaf.key)
             elif self.write_policy != "write_back":
                 freed += self._evict_regular(leaf)
+            elif self.write_backup(leaf, write_back=True):
+                written[leaf] = None
+                freed += len(leaf.key)
             if parent.lock_ref == 0 and all(c.evicted or c in written for c in parent.children.values()):
                 heapq.heappush(heap, (self._eviction_key(parent), parent))
         for leaf in written:
@@ -239,8 +238,7 @@ class HiRadixCache(RadixCache):
         (or none is left); a host copy someone holds (``protect_host``) stays. Returns the
         host tokens freed."""
         num_tokens = non_negative_int(num_tokens, "number of host tokens to evict")
-        heap = [(self._eviction_key(leaf), leaf) for leaf in self._host_leaves]
-        heapq.heapify(heap)
+        heap = self._victim_heap(self._host_leaves)
         freed = 0
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
@@ -278,7 +276,7 @@ class HiRadixCache(RadixCache):
         chain_ = self._host_chain(node)
         mem_quota = None if mem_quota is None else non_negative_int(mem_quota, "mem_quota")
         ancestor = chain_[0].parent
-        newly_locked = sum(len(n.key) for n in self._path_to_root(ancestor) if n.lock_ref == 0)
+        newly_locked = self.unlocked_len(ancestor)
         host_len = sum(len(n.key) for n in chain_)
         if not should_load_back(host_len, self.load_back_threshold, mem_quota, newly_locked):
             return None
@@ -366,8 +364,7 @@ class HiRadixCache(RadixCache):
         self.host_allocator.reclaim(leaf.host_pages)
         self._host_tokens -= len(leaf.key)
         self.host_evicted_tokens += len(leaf.key)
-        parent, leaf.parent = leaf.parent, None
-        del parent.children[self._child_key(leaf.key, 0)]
+        parent = self._unhook(leaf)
         self._host_leaves.discard(leaf)
         self._update_host_leaf_status(parent)
         return parent
@@ -405,12 +402,6 @@ class HiRadixCache(RadixCache):
             self.transfer(transfer)
 
     # ------------------------------------------- RadixCache hooks, two tiers
-    def _new_node(self, parent, key, pages, priority: int = 0) -> HiTreeNode:
-        """A ``HiTreeNode`` with the next id, born at the next tick, without a host copy."""
-        self._clock += 1
-        self._next_id += 1
-        return HiTreeNode(self._next_id - 1, parent, key, pages, self._clock, priority)
-
     def _split(self, child: HiTreeNode, n: int) -> HiTreeNode:
         """Cut ``child`` after ``n`` tokens, both copies alike; return the new upper part."""
         cut = n // self.page_size
@@ -474,10 +465,8 @@ class HiRadixCache(RadixCache):
                  f"the tree says {tuple(sizes)}")
         self._check_leaf_sets()
         _require(self.root.lock_ref == 1, f"root lock_ref is {self.root.lock_ref}, must stay 1")
-        self._check_tree_pages(device)
+        self._check_pages(device, held)
         _check_host_pages(self.host_allocator, host)
-        if held is not None:
-            self._check_held(set(device), list(held))
 
     def _check_node(self, node: HiTreeNode) -> None:
         """One node's own invariants on both tiers (a host-only node has no device checks)."""
@@ -565,9 +554,7 @@ def tiered_hit_rates(prompts: Sequence[Sequence[int]], page_size: int, fractions
                      ) -> dict[float, list[tuple[float, float]]]:
     """Hit rate at each device capacity (a fraction of ``replay.distinct_pages``) per host
     ratio (host pages = ratio x device pages; 0 is the one-tier cache of ``replay.replay``)."""
-    distinct = distinct_pages(prompts, page_size)
-    longest = max(pages_needed(len(p), page_size) for p in prompts)
-    sizes = [max(longest, int(distinct * f)) for f in fractions]
+    sizes = capacity_pages(prompts, page_size, fractions)
     return {ratio: [(f, (hi_replay(prompts, n, int(ratio * n), page_size, write_policy) if ratio
                          else replay(prompts, n, page_size)).hit_rate) for f, n in zip(fractions, sizes)]
             for ratio in host_ratios}
@@ -620,7 +607,8 @@ def _check_host_pages(allocator: PageAllocator, owner: dict[int, TreeNode]) -> N
     """The host allocator's tree pages are exactly the nodes' host pages; no caller holds any."""
     for p, node in owner.items():
         _require(not allocator.is_free(p), f"host page {p} of #{node.id} is free in the host allocator")
-    _require(not allocator.held(), f"host pages {sorted(allocator.held())} are allocated but owned by no node")
+    held = allocator.held()
+    _require(not held, f"host pages {sorted(held)} are allocated but owned by no node")
     _require(len(owner) == allocator.tree_pages,
              f"the host allocator counts {allocator.tree_pages} tree pages, the nodes hold {len(owner)}")
 

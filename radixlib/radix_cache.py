@@ -26,7 +26,7 @@ import numbers
 import operator
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .eviction import policy_key
 from .pages import PageAllocator, common_prefix_len, non_negative_int, page_aligned, page_list, pages_needed
@@ -79,6 +79,7 @@ class RadixCache:
 
     ``eviction`` names the policy that orders victims (``eviction.POLICIES``).
     """
+    node_type: type[TreeNode] = TreeNode    # what ``_new_node`` builds (a subclass may extend the node)
 
     def __init__(self, allocator: PageAllocator, eviction: str = "lru"):
         self.allocator = allocator
@@ -180,9 +181,7 @@ class RadixCache:
         joins the heap. Returns the number of tokens freed.
         """
         num_tokens = non_negative_int(num_tokens, "number of tokens to evict")
-        leaves = self._evictable_leaves
-        heap = list(zip(map(self._eviction_key, leaves), leaves))        # (policy key, leaf)
-        heapq.heapify(heap)
+        heap = self._victim_heap(self._evictable_leaves)
         freed = 0
         while freed < num_tokens and heap:
             _, leaf = heapq.heappop(heap)
@@ -192,6 +191,12 @@ class RadixCache:
                 heapq.heappush(heap, (self._eviction_key(parent), parent))
         return freed
 
+    def _victim_heap(self, nodes: Iterable[TreeNode]) -> list[tuple[Any, TreeNode]]:
+        """``(policy key, node)`` for ``nodes``, as a heap: the next victim on top."""
+        heap = [(self._eviction_key(node), node) for node in nodes]
+        heapq.heapify(heap)
+        return heap
+
     def nodes(self) -> Iterator[TreeNode]:
         """Every node below the root, parents before children, children by key."""
         stack = [self.root]
@@ -200,6 +205,11 @@ class RadixCache:
             if node is not self.root:
                 yield node
             stack.extend(node.children[k] for k in sorted(node.children, reverse=True))
+
+    def unlocked_len(self, node: TreeNode) -> int:
+        """Tokens from ``node`` up to the root that no lock protects: what locking ``node``
+        takes out of the evictable size."""
+        return sum(len(n.key) for n in self._path_to_root(node) if n.lock_ref == 0)
 
     def evictable_leaves(self) -> list[TreeNode]:
         """Unlocked leaves, next eviction victim first."""
@@ -253,22 +263,28 @@ class RadixCache:
         upper.parent.children[self._child_key(upper.key, 0)] = upper
         return upper
 
-    def _add_leaf(self, parent: TreeNode, key: array, pages: list[int], priority: float) -> None:
+    def _add_leaf(self, parent: TreeNode, key: array, pages: list[int], priority: float) -> TreeNode:
         leaf = self._new_node(parent, key, pages, priority)
         leaf.hits = 1
         parent.children[self._child_key(key, 0)] = leaf
         self._evictable += len(key)
         self._update_leaf_status(parent)
         self._update_leaf_status(leaf)
+        return leaf
 
     def _delete_leaf(self, leaf: TreeNode) -> TreeNode:
         """Free ``leaf``'s pages, unhook it (``parent = None`` marks it gone); return its parent."""
         self.allocator.reclaim(leaf.pages)
-        parent, leaf.parent = leaf.parent, None
-        del parent.children[self._child_key(leaf.key, 0)]
+        parent = self._unhook(leaf)
         self._evictable -= len(leaf.key)
         self._evictable_leaves.discard(leaf)
         self._update_leaf_status(parent)
+        return parent
+
+    def _unhook(self, leaf: TreeNode) -> TreeNode:
+        """Take ``leaf`` out of the tree (``parent = None`` marks it gone); return its parent."""
+        parent, leaf.parent = leaf.parent, None
+        del parent.children[self._child_key(leaf.key, 0)]
         return parent
 
     def _update_leaf_status(self, node: TreeNode) -> None:
@@ -278,9 +294,10 @@ class RadixCache:
             self._evictable_leaves.add(node)
 
     def _new_node(self, parent, key, pages, priority: int = 0) -> TreeNode:
+        """A ``node_type`` with the next id, born at the next tick."""
         self._clock += 1
         self._next_id += 1
-        return TreeNode(self._next_id - 1, parent, key, pages, self._clock, priority)
+        return self.node_type(self._next_id - 1, parent, key, pages, self._clock, priority)
 
     def _path_to_root(self, node: TreeNode) -> Iterator[TreeNode]:
         """``node``, its parent, ... up to (not including) the root."""
@@ -355,9 +372,7 @@ class RadixCache:
         leaves = {n for n in self.nodes() if n.is_leaf and n.lock_ref == 0}
         _require(leaves == self._evictable_leaves, "evictable-leaf set out of date")
         _require(self.root.lock_ref == 1, f"root lock_ref is {self.root.lock_ref}, must stay 1")
-        self._check_tree_pages(owner)
-        if held is not None:
-            self._check_held(set(owner), list(held))
+        self._check_pages(owner, held)
 
     def _check_node(self, node: TreeNode) -> None:
         parent = node.parent
@@ -373,18 +388,24 @@ class RadixCache:
         _require(node.last_access <= self._clock and node.created <= self._clock,
                  f"#{node.id} has a time stamp from the future")
 
-    def _check_tree_pages(self, owner: dict[int, TreeNode]) -> None:
-        """The allocator's tree pages (neither free nor held) are the nodes' pages."""
-        held = self.allocator.held()
+    def _check_pages(self, owner: dict[int, TreeNode], held: Iterable[int] | None) -> None:
+        """The allocator agrees with the nodes' pages (``owner``) and, given, with ``held``."""
+        handed_out = self.allocator.held()
+        self._check_tree_pages(owner, handed_out)
+        if held is not None:
+            self._check_held(set(owner), list(held), handed_out)
+
+    def _check_tree_pages(self, owner: dict[int, TreeNode], held: set[int]) -> None:
+        """The allocator's tree pages (neither free nor ``held`` by callers) are the nodes' pages."""
         for p, node in owner.items():
             _require(not self.allocator.is_free(p), f"page {p} of #{node.id} is free in the allocator")
             _require(p not in held, f"page {p} of #{node.id} is held by a caller in the allocator")
         _require(len(owner) == self.allocator.tree_pages,
                  f"the allocator counts {self.allocator.tree_pages} tree pages, the nodes hold {len(owner)}")
 
-    def _check_held(self, tree: set[int], held: list[int]) -> None:
-        """``held`` (what requests say they own) is exactly what the allocator handed out to callers."""
-        listed, handed_out = set(held), self.allocator.held()
+    def _check_held(self, tree: set[int], held: list[int], handed_out: set[int]) -> None:
+        """``held`` (what requests say they own) is exactly what the allocator ``handed_out`` to callers."""
+        listed = set(held)
         _require(len(listed) == len(held), "a held page is listed twice")
         _require(not tree & listed, f"pages {sorted(tree & listed)} are both held and in the tree")
         free = {p for p in listed - handed_out if self.allocator.is_free(p)}

@@ -108,12 +108,17 @@ def distinct_pages(prompts: Sequence[Sequence[int]], page_size: int) -> int:
     return len({page for row in prefix_page_ids(prompts, page_size) for page in row})
 
 
+def capacity_pages(prompts: Sequence[Sequence[int]], page_size: int, fractions: Sequence[float]) -> list[int]:
+    """Pages for each capacity (a fraction of ``distinct_pages``), never fewer than the longest prompt needs."""
+    distinct = distinct_pages(prompts, page_size)
+    longest = max(pages_needed(len(p), page_size) for p in prompts)
+    return [max(longest, int(distinct * f)) for f in fractions]
+
+
 def hit_rate_curves(prompts: Sequence[Sequence[int]], page_size: int, fractions: Sequence[float],
                     evictions: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
     """Hit rate at each capacity (a fraction of ``distinct_pages``) per eviction policy, plus ``"belady"``."""
-    distinct = distinct_pages(prompts, page_size)
-    longest = max(pages_needed(len(p), page_size) for p in prompts)
-    sizes = [max(longest, int(distinct * f)) for f in fractions]
+    sizes = capacity_pages(prompts, page_size, fractions)
     curves = {name: [(f, replay(prompts, n, page_size, name).hit_rate) for f, n in zip(fractions, sizes)]
               for name in evictions}
     curves["belady"] = [(f, belady(prompts, n, page_size).hit_rate) for f, n in zip(fractions, sizes)]

@@ -88,11 +88,7 @@ class Router:
     def unlocked_tokens(self, node: TreeNode) -> int:
         """Cached tokens from ``node`` up to the root that no lock protects yet: what
         locking ``node`` would take out of ``free_tokens``."""
-        size = 0
-        while node is not self.cache.root:
-            size += len(node.key) if node.lock_ref == 0 else 0
-            node = node.parent
-        return size
+        return self.cache.unlocked_len(node)
 
     def evict_for(self, num_tokens: int) -> None:
         """With fewer than ``num_tokens`` free slots, evict ``num_tokens`` tokens' worth of
