@@ -31,7 +31,7 @@ from typing import Any
 
 from .pages import PageAllocator, pages_needed
 from .radix_cache import InvariantError, token_array
-from .replay import Replay
+from .replay import Replay, replay_through
 from .router import Served
 
 SEED = "vllm-none-hash"            # vLLM's NONE_HASH seed when PYTHONHASHSEED is unset
@@ -205,12 +205,9 @@ class BlockCache:
 def replay_blocks(prompts: Sequence[Sequence[int]], num_pages: int, block_size: int) -> Replay:
     """Serve ``prompts`` in order through a fresh ``BlockCache`` (``replay.replay``'s twin)."""
     cache = BlockCache(PageAllocator(num_pages, block_size))
-    prefix_lens, occupancy = [], []
-    for tokens in prompts:
-        prefix_lens.append(cache.serve(tokens).prefix_len)
-        occupancy.append(num_pages - cache.allocator.available)
+    run = replay_through(cache.serve, cache.allocator, prompts, "blocks")
     cache.check_invariants([])
-    return Replay("blocks", num_pages, block_size, prefix_lens, [len(p) for p in prompts], occupancy)
+    return run
 
 
 def metadata_bytes(root: Any, exclude: Iterable[Any] = ()) -> int:

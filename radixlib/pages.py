@@ -265,6 +265,11 @@ def pages_needed(num_tokens: int, page_size: int) -> int:
     return -(-num_tokens // page_size)
 
 
+def page_rounded_up(num_tokens: int, page_size: int) -> int:
+    """``num_tokens`` rounded up to whole pages, in tokens."""
+    return pages_needed(num_tokens, page_size) * page_size
+
+
 def page_aligned(num_tokens: int, page_size: int) -> int:
     """The largest multiple of ``page_size`` that is ``<= num_tokens``."""
     return num_tokens - num_tokens % page_size

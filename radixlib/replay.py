@@ -16,8 +16,8 @@ online policy reaches. Its hits obey the same len-1 cap as the router's.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from .pages import PageAllocator, page_aligned, pages_needed
 from .radix_cache import RadixCache
@@ -43,12 +43,20 @@ def replay(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int,
            eviction: str = "lru") -> Replay:
     """Serve ``prompts`` in order (``Router.serve``) through a fresh cache of ``num_pages`` pages."""
     router = Router(RadixCache(PageAllocator(num_pages, page_size), eviction))
+    run = replay_through(router.serve, router.allocator, prompts, eviction)
+    router.check_invariants([])
+    return run
+
+
+def replay_through(serve: Callable[[Sequence[int]], Any], allocator: PageAllocator,
+                   prompts: Sequence[Sequence[int]], name: str) -> Replay:
+    """Serve ``prompts`` in order through ``serve`` (its result has a ``prefix_len``),
+    recording each prefix length and the pages of ``allocator`` in use after it."""
     prefix_lens, occupancy = [], []
     for tokens in prompts:
-        prefix_lens.append(router.serve(tokens).prefix_len)
-        occupancy.append(num_pages - router.allocator.available)
-    router.check_invariants([])
-    return Replay(eviction, num_pages, page_size, prefix_lens, [len(p) for p in prompts], occupancy)
+        prefix_lens.append(serve(tokens).prefix_len)
+        occupancy.append(allocator.num_pages - allocator.available)
+    return Replay(name, allocator.num_pages, allocator.page_size, prefix_lens, [len(p) for p in prompts], occupancy)
 
 
 def prefix_page_ids(prompts: Sequence[Sequence[int]], page_size: int) -> list[list[int]]:

@@ -33,7 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .pages import pages_needed
+from .pages import page_aligned, page_rounded_up
 from .radix_cache import TreeNode, common_prefix_len
 from .request import Request, Status, check_int, check_real
 from .router import Admission, Router
@@ -41,6 +41,7 @@ from .router import Admission, Router
 SCHEDULES = ("fcfs", "lpm", "dfs-weight", "lof", "random")
 LPM_FCFS_ABOVE = 128              # SGLang: SchedulePolicy._determine_active_policy (lpm only)
 CLIP_MAX_NEW_TOKENS = 4096        # SGLang: schedule_policy.CLIP_MAX_NEW_TOKENS
+INIT_NEW_TOKEN_RATIO = 0.7        # SGLang: envs.SGLANG_INIT_NEW_TOKEN_RATIO
 RETRACT_DECODE_STEPS = 20         # SGLang: envs.SGLANG_RETRACT_DECODE_STEPS
 MIN_NEW_TOKEN_RATIO_FACTOR = 0.14  # SGLang: envs.SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR
 NEW_TOKEN_RATIO_DECAY_STEPS = 600  # SGLang: envs.SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS
@@ -80,7 +81,7 @@ class Budget:
 
     def charge(self, extend: int, max_new: int, page_size: int) -> None:
         """Book an admission: its input (in whole pages), its outputs, a page of slack."""
-        extend = pages_needed(extend, page_size) * page_size
+        extend = page_rounded_up(extend, page_size)
         self.total_offset += extend + max_new + page_size
         self.cur_offset += extend + page_size
         self.input -= extend
@@ -101,7 +102,7 @@ class Scheduler:
     """
 
     def __init__(self, router: Router, schedule: str = "fcfs", max_prefill_tokens: int = 16384,
-                 chunk_size: int | None = None, max_running: int = 64, new_token_ratio: float = 0.7,
+                 chunk_size: int | None = None, max_running: int = 64, new_token_ratio: float = INIT_NEW_TOKEN_RATIO,
                  min_new_token_ratio: float | None = None,
                  new_token_ratio_decay_steps: int = NEW_TOKEN_RATIO_DECAY_STEPS,
                  in_batch_threshold: int = 32, seed: int = 0):
@@ -147,7 +148,7 @@ class Scheduler:
         a page of slack are fewer tokens than the pool holds (``PrefillAdder``). SGLang
         clips such a request's ``max_new_tokens`` (``init_req_max_new_tokens``); we refuse it.
         """
-        paged = pages_needed(len(req.prompt), self.page_size) * self.page_size
+        paged = page_rounded_up(len(req.prompt), self.page_size)
         if paged + req.params.max_new_tokens + self.page_size >= self.router.capacity:
             raise ValueError(f"request {req.rid} can never be admitted: its {len(req.prompt)}-token prompt "
                              f"({paged} slots in whole pages) + {req.params.max_new_tokens} new tokens + a "
@@ -292,7 +293,7 @@ class Scheduler:
         found = self.router.lookup(req)
         extend = len(req.tokens) - found.prefix_len
         cost = extend + min(max(req.remaining_new_tokens, 0), CLIP_MAX_NEW_TOKENS) + self.page_size
-        paged = pages_needed(extend, self.page_size) * self.page_size
+        paged = page_rounded_up(extend, self.page_size)
         if cost >= self._room(budget):
             return Added.NO_TOKEN
         if paged >= budget.input and items:
@@ -301,7 +302,7 @@ class Scheduler:
             return Added.NO_TOKEN                # not once its prefix is locked
         if budget.chunk is None or paged <= budget.chunk:
             return self._admit(req, found, len(req.tokens), budget, items)
-        chunk = budget.chunk // self.page_size * self.page_size   # the prefix is whole pages already
+        chunk = page_aligned(budget.chunk, self.page_size)       # the prefix is whole pages already
         if chunk <= 0:
             return Added.OTHER
         self.chunked = req

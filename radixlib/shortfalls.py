@@ -54,7 +54,7 @@ def audit(engine: Engine) -> Audit:
     if isinstance(allocator, LoosePageManager):
         free = allocator.free_list()
     else:
-        free = [p for p in range(allocator.num_pages) if allocator.is_free(p)]
+        free = sorted(set(range(allocator.num_pages)) - allocator.allocated())
     tree = [p for node in engine.cache.nodes() for p in node.pages]
     held = engine.router.held_pages(engine.scheduler.live_requests())
     return audit_pages(allocator.num_pages, free, tree, held)
@@ -203,6 +203,6 @@ def leak_study(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int 
             if kind is Engine:
                 engine.check_invariants()
             leaked.append(len(audit(engine).leaked))
-            usable.append(engine.allocator.available + engine.cache.evictable_size // page_size)
+            usable.append(engine.router.free_tokens // page_size)
         runs[name] = LeakRun(name, leaked, usable, error)
     return runs

@@ -29,13 +29,13 @@ from typing import NamedTuple
 from radixlib.cost_model import CostModel
 from radixlib.engine import Engine
 from radixlib.request import Request, SamplingParams, Status
+from radixlib.scheduler import INIT_NEW_TOKEN_RATIO, Added
 
 from .ops import RawNode, depth_first, tree_view
 from .scheduler_side import SGLangScheduler
 
 VOCAB = 32_000
 STOP_TOKENS = (1, 2, 3)          # some requests end on these (next_token draws them ~3% of the time)
-INIT_NEW_TOKEN_RATIO = 0.7       # SGLang: envs.SGLANG_INIT_NEW_TOKEN_RATIO
 
 
 class Difference(AssertionError):
@@ -429,8 +429,8 @@ def _counting_side(config: Config, seen: dict[str, int]) -> Ours:
 
     def counted_add_one(req, budget, items):
         added = add_one(req, budget, items)
-        seen["stop: out of pool tokens"] += added.name == "NO_TOKEN"
-        seen["stop: prefill or chunk budget"] += added.name == "OTHER"
+        seen["stop: out of pool tokens"] += added is Added.NO_TOKEN
+        seen["stop: prefill or chunk budget"] += added is Added.OTHER
         return added
 
     def counted_deprioritized(queue):

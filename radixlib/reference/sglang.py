@@ -44,7 +44,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from types import ModuleType, SimpleNamespace
+from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
@@ -197,6 +197,13 @@ def load_methods(relative_file: str, class_name: str, names: tuple[str, ...],
     imported); annotations stay unevaluated, as under ``from __future__ import
     annotations``, because their types are not needed to run.
     """
+    exec(_compiled_methods(relative_file, class_name, tuple(names)), namespace)
+    return {name: namespace[name] for name in names}
+
+
+@functools.cache
+def _compiled_methods(relative_file: str, class_name: str, names: tuple[str, ...]) -> CodeType:
+    """The code that defines ``load_methods``' methods, parsed and compiled once per process."""
     path = _wheel_file(relative_file)
     tree = ast.parse(path.read_text(), str(path))
     owner = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name)
@@ -204,10 +211,8 @@ def load_methods(relative_file: str, class_name: str, names: tuple[str, ...],
     missing = set(names) - {m.name for m in methods}
     if missing:
         raise LookupError(f"{relative_file} has no {class_name} methods {sorted(missing)}")
-    code = compile(ast.Module(body=methods, type_ignores=[]), str(path), "exec",
+    return compile(ast.Module(body=methods, type_ignores=[]), str(path), "exec",
                    flags=__future__.annotations.compiler_flag, dont_inherit=True)
-    exec(code, namespace)
-    return {name: namespace[name] for name in names}
 
 
 def _wheel_file(relative: str):

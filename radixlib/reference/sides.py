@@ -211,7 +211,7 @@ class SGLangSide(Side):
         if ps == 1:
             return tuple(slots.tolist())
         pages = slots[::ps] // ps
-        if ps > 1 and not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
+        if not torch.equal(slots, (pages[:, None] * ps + torch.arange(ps)).view(-1)):
             raise ValueError(f"SGLang returned slots that are not whole pages: {slots.tolist()[:32]}")
         return tuple(pages.tolist())
 
