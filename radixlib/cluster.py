@@ -496,8 +496,7 @@ class Cluster:
         A finished request stays in its worker's running batch until the next decode step
         (as in SGLang), but its answer has gone back: the router no longer counts it.
         """
-        queues = [[r for r in w.scheduler.waiting + w.scheduler.running if r.status in IN_FLIGHT]
-                  for w in self.workers]
+        queues = [[r for r in w.scheduler.requests() if r.status in IN_FLIGHT] for w in self.workers]
         return Loads([len(q) for q in queues], [sum(len(r.tokens) for r in q) for q in queues])
 
     def submit(self, arrival: Arrival) -> Decision:

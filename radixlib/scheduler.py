@@ -163,6 +163,11 @@ class Scheduler:
         unfinished = any(r.status is Status.RUNNING for r in self.running + self._prefilled)
         return not (self.waiting or self.chunked or unfinished)
 
+    def requests(self) -> list[Request]:
+        """Every request the scheduler has: waiting, being chunked, just prefilled, running."""
+        pending = self.waiting + ([self.chunked] if self.chunked else []) + self._prefilled + self.running
+        return list({id(r): r for r in pending}.values())
+
     def live_requests(self) -> list[Request]:
         """Requests that hold pages or locks right now."""
         held = self.running + self._prefilled + ([self.chunked] if self.chunked else [])
@@ -233,8 +238,7 @@ class Scheduler:
     def abort_all(self, error: str) -> None:
         """Fail every request not yet finished (waiting, chunked, prefilled, running),
         releasing its pages and locks: what an interrupted engine leaves is cleaned up."""
-        pending = self.waiting + self._prefilled + self.running + ([self.chunked] if self.chunked else [])
-        for req in {id(r): r for r in pending}.values():
+        for req in self.requests():
             if req.status is not Status.FINISHED:
                 self.abort(req, error)
         self.running = []

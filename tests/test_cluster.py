@@ -320,3 +320,16 @@ def test_a_bad_arrival_raises_and_changes_nothing(arrival, error):
     cluster.drain()
     for worker in cluster.workers:
         worker.check_invariants()
+
+
+def test_a_worker_counts_every_request_it_has_not_answered_as_load():
+    """Queued, just prefilled (not yet merged into the running batch), or running: all in flight."""
+    cluster = Cluster(1, 64, "round_robin", page_size=16)
+    cluster.submit(Arrival(0.0, list(range(40)), 4))
+    cluster.submit(Arrival(0.0, list(range(100, 140)), 4))
+    assert cluster.loads().requests == [2]                       # both waiting
+    cluster.workers[0].step()                                    # one prefill batch: both in _prefilled
+    assert not cluster.workers[0].scheduler.running and cluster.workers[0].scheduler.requests()
+    assert cluster.loads().requests == [2]
+    cluster.drain()
+    assert cluster.loads().requests == [0]
