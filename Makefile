@@ -11,8 +11,11 @@ PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 # SGLang's source, the reference radixlib is compared against: pyproject's [faithful] extra,
 # installed without its dependencies (its own torch/transformers pins would replace ours).
 SGLANG := sglang==0.5.12
+# Every install takes its versions from the lock of the tested ones (`make lock` rewrites it).
+LOCK   := requirements.lock
+EXTRAS := model,lab,test,book,cluster
 
-.PHONY: lab test book lint bench figures dot chromium clean
+.PHONY: lab test book lint bench figures dot chromium clean lock upgrade-check execute
 
 lab: $(STAMP) dot
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -38,12 +41,26 @@ bench: $(STAMP)
 figures: $(STAMP) dot
 	$(PY) figures/build.py
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) -e '.[model,lab,test,book,cluster]'
-	$(PIP) --no-deps '$(SGLANG)'
+	$(PIP) -c $(LOCK) pip
+	$(PIP) -c $(LOCK) -e '.[$(EXTRAS)]'
+	$(PIP) -c $(LOCK) --no-deps '$(SGLANG)'
 	touch $(STAMP)
+
+# The lock, from what .venv holds now (after a deliberate upgrade that passed `make test`).
+lock: $(STAMP)
+	{ sed -n '/^#/p' $(LOCK); $(PY) -m pip freeze --all --exclude-editable | sed 's/+cpu$$//' | LC_ALL=C sort -f; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+
+# The newest versions pyproject.toml allows, in a venv of their own (.venv-upgrade), without the
+# lock: which tests and chapters break, and which versions moved. It changes nothing here.
+upgrade-check: dot
+	.ci/upgrade-check $(LOCK) '$(EXTRAS)' '$(SGLANG)'
+
+# Re-execute chapters in place, as they are committed (no timing metadata): make execute NB=notebooks/05_*.ipynb
+execute: $(STAMP) dot
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NB)
 
 # $(call apt,COMMAND,PACKAGE): install Debian's PACKAGE if COMMAND is missing and we are root.
 apt = command -v $(1) >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

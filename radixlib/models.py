@@ -102,15 +102,18 @@ def seeded_model(config: PreTrainedConfig, seed: int = 0,
                  dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """The model ``config`` describes, with weights drawn from ``seed`` (global RNG untouched).
 
-    In bfloat16 it holds the float32 model's weights, rounded; RoPE tables stay float32.
+    In bfloat16 it holds the float32 model's weights, rounded; RoPE tables stay float32. In
+    float64 it holds the float32 model's weights exactly (drawn in float32, then widened), so a
+    float64 twin measures the float32 model's own rounding error.
 
     The model gets its own copy of ``config``: transformers keeps the attention implementation
     there, so two models built from one config object would otherwise switch together.
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=dtype)
-    return model.eval()
+        draw = torch.float32 if dtype == torch.float64 else dtype
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=draw)
+    return (model.to(dtype) if draw != dtype else model).eval()
 
 
 def default_model(dtype: torch.dtype = torch.float32, seed: int = 0) -> PreTrainedModel:

@@ -27,11 +27,22 @@ def pip_requirements(extras=("model", "lab", "test", "book", "cluster")) -> dict
     return dict(map(_split, reqs))
 
 
+def conda_pip_section() -> list[str]:
+    deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    return next(d["pip"] for d in deps if isinstance(d, dict))
+
+
 def conda_requirements() -> tuple[list[str], dict[str, str]]:
     deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
-    pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
     conda_names = [_split(d)[0] for d in deps if isinstance(d, str)]
-    return conda_names, dict(map(_split, pip_section))
+    return conda_names, dict(_split(r) for r in conda_pip_section() if not r.startswith("-"))
+
+
+def locked() -> dict[str, str]:
+    """requirements.lock: package -> the tested version."""
+    pins = (re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)$", line) for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line and not line.startswith("#"))
+    return {_split(m[1])[0]: m[2] for m in pins}
 
 
 def test_environment_yml_and_pyproject_name_the_same_packages_and_pins():
@@ -62,7 +73,35 @@ def test_the_makefile_installs_every_extra_the_tests_need():
     (REQUIRE_BROWSER=1 / REQUIRE_ROUTER=1 fail them instead)."""
     (router,) = PROJECT["optional-dependencies"]["cluster"]
     assert router == "sglang-router==0.3.2"
-    assert "-e '.[model,lab,test,book,cluster]'" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "EXTRAS := model,lab,test,book,cluster" in makefile and "-e '.[$(EXTRAS)]'" in makefile
+
+
+def test_every_pyproject_requirement_is_locked_at_a_version_it_allows():
+    from packaging.specifiers import SpecifierSet
+    lock = locked()
+    everything = pip_requirements(tuple(PROJECT["optional-dependencies"]))
+    for name, spec in everything.items():
+        assert name in lock, f"{name} is required by pyproject.toml but not in requirements.lock"
+        assert lock[name] in SpecifierSet(spec), f"requirements.lock has {name}=={lock[name]}, pyproject wants {spec}"
+    assert lock["pip"] and lock["setuptools"]               # the installers are pinned too
+
+
+def test_every_install_command_takes_the_lock():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK   := requirements.lock" in makefile
+    installs = [line for line in makefile.splitlines() if line.strip().startswith("$(PIP)")]
+    assert installs and all("-c $(LOCK)" in line for line in installs), installs
+    assert "-c requirements.lock" in conda_pip_section()     # conda users get the same versions
+
+
+def test_this_environment_is_the_locked_one():
+    """What the tests run on is what the lock names (fails under `make upgrade-check`, by design)."""
+    from importlib.metadata import version
+    lock = locked()
+    moved = {name: (lock[name], version(name)) for name in pip_requirements()
+             if version(name).split("+")[0] != lock[name]}
+    assert not moved, f"installed versions differ from requirements.lock: {moved}"
 
 
 def test_the_core_and_a_model_free_engine_import_no_heavy_package():

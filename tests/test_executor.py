@@ -2,6 +2,13 @@
 
 Every reference below is the same seeded model run by transformers itself (SDPA, no cache).
 The pool starts full of NaN, so reading any slot that was not written poisons the logits.
+
+Tolerances: no constant. Two computations of the same logits sum their matmuls in different
+orders, and by how much that moves them depends on the CPU's kernels and the thread count, in
+float32 and (less) in float64. So a float32 result is held to the arithmetic's own error
+(``radixlib.numerics``): it must be as close to the float64 logits of the same weights as the
+float32 reference itself is, within a slack of 2; a float64 result, to that float32 error scaled
+down to float64's precision (0.0 on most machines).
 """
 import copy
 
@@ -13,6 +20,7 @@ from radixlib import executor as ex
 from radixlib.executor import AttentionExecutor, pool_for
 from radixlib.forward import ForwardRequest
 from radixlib.models import seeded_model
+from radixlib.numerics import as_accurate, float64_bound, max_difference
 from radixlib.pages import PageAllocator, pages_needed
 
 VOCAB, MAX_POS = 256, 128
@@ -38,6 +46,7 @@ class Rig:
     def __init__(self, arch: str, page_size: int = 1, dtype: torch.dtype = torch.float32):
         model = seeded_model(CONFIGS[arch], seed=0, dtype=dtype)
         self.reference = copy.deepcopy(model)
+        self.exact = copy.deepcopy(model).to(torch.float64)    # the same weights, widened
         num_pages = NUM_PAGES_OF_16 * 16 // page_size
         self.allocator = PageAllocator(num_pages, page_size)
         self.pool = pool_for(model, num_pages, page_size)
@@ -49,14 +58,19 @@ class Rig:
         """Slots of newly allocated pages for ``n`` tokens."""
         return self.pool.slot_tensor(self.allocator.alloc(pages_needed(n, self.pool.page_size)), n)
 
-    def reference_logits(self, prompt: list[int]) -> torch.Tensor:
+    def reference_logits(self, prompt: list[int], exact: bool = False) -> torch.Tensor:
         with torch.no_grad():
-            return self.reference(torch.tensor([prompt]), use_cache=False).logits[0]
+            return (self.exact if exact else self.reference)(torch.tensor([prompt]), use_cache=False).logits[0]
 
 
-def mixed_batch_logits(rig: Rig) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(executor, reference) logits at every computed position, for a miss, then one batch of
-    a full hit minus one token, a partial hit and a miss. Cached lengths are page aligned."""
+def assert_as_accurate(ours: torch.Tensor, reference: torch.Tensor, exact: torch.Tensor) -> None:
+    assert 0 < max_difference(reference, exact)           # the bound is not vacuous
+    assert as_accurate(ours, reference, exact), (max_difference(ours, exact), max_difference(reference, exact))
+
+
+def mixed_batch_logits(rig: Rig) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(executor, reference, exact reference) logits at every computed position, for a miss, then
+    one batch of a full hit minus one token, a partial hit and a miss. Cached lengths are page aligned."""
     base = random_tokens(49, seed=1)
     partial = base[:32] + random_tokens(13, seed=2)
     miss = random_tokens(20, seed=3)
@@ -68,25 +82,46 @@ def mixed_batch_logits(rig: Rig) -> list[tuple[torch.Tensor, torch.Tensor]]:
     computed = rig.executor.score([first]) + rig.executor.score(batch)
     prompts = [base, base, partial, miss]
     requests = [first, *batch]
-    return [(logits, rig.reference_logits(prompt)[request.start:])
+    return [(logits, rig.reference_logits(prompt)[request.start:], rig.reference_logits(prompt, True)[request.start:])
             for logits, prompt, request in zip(computed, prompts, requests)]
 
 
-def max_error(pairs) -> float:
-    return max((ours - ref).abs().max().item() for ours, ref in pairs)
+def max_error(triples) -> float:
+    """The largest |executor - reference| (the float32 or bfloat16 one, not the exact one)."""
+    return max((ours - ref).abs().max().item() for ours, ref, _ in triples)
 
 
 @pytest.mark.parametrize("page_size", [1, 16])
 @pytest.mark.parametrize("arch", CONFIGS)
-def test_prefix_reuse_equals_full_forward_float32(arch, page_size):
-    assert max_error(mixed_batch_logits(Rig(arch, page_size))) <= 1e-5
+def test_prefix_reuse_equals_full_forward_in_float64_to_its_rounding(arch, page_size):
+    float32_error = max(max_difference(ref, exact) for _, ref, exact in mixed_batch_logits(Rig(arch, page_size)))
+    assert max_error(mixed_batch_logits(Rig(arch, page_size, dtype=torch.float64))) <= float64_bound(float32_error)
+
+
+@pytest.mark.parametrize("page_size", [1, 16])
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_prefix_reuse_in_float32_is_as_accurate_as_the_full_forward(arch, page_size):
+    ours, reference, exact = (torch.cat(column) for column in zip(*mixed_batch_logits(Rig(arch, page_size))))
+    assert_as_accurate(ours, reference, exact)
+
+
+def bf16_step(x: torch.Tensor) -> torch.Tensor:
+    """The spacing of bfloat16 numbers at ``x`` (8 significant bits)."""
+    return torch.pow(2.0, torch.floor(torch.log2(x.float().abs())) - 7)
 
 
 @pytest.mark.parametrize("arch", CONFIGS)
-def test_prefix_reuse_argmax_agrees_bfloat16(arch):
-    for ours, ref in mixed_batch_logits(Rig(arch, page_size=16, dtype=torch.bfloat16)):
+def test_prefix_reuse_argmax_agrees_bfloat16_where_the_reference_is_decided(arch):
+    """Only where the reference's top two logits are more than one bfloat16 step apart: a closer
+    pair (exact ties happen at 8 bits) may swap under any change of summation order."""
+    compared = 0
+    for ours, ref, _ in mixed_batch_logits(Rig(arch, page_size=16, dtype=torch.bfloat16)):
         assert ours.dtype == torch.bfloat16
-        assert torch.equal(ours.argmax(-1), ref.argmax(-1))
+        top2 = ref.float().topk(2, dim=-1).values
+        decided = (top2[:, 0] - top2[:, 1]) > bf16_step(top2[:, 0])
+        assert torch.equal(ours.argmax(-1)[decided], ref.argmax(-1)[decided])
+        compared += int(decided.sum())
+    assert compared >= 40                   # of 102 positions: the test still compares most of them
 
 
 def wrong_positions(start: int, num_new: int) -> torch.Tensor:
@@ -101,7 +136,7 @@ def top_left_mask(start: int, num_new: int) -> torch.Tensor:
 @pytest.mark.parametrize("name, broken", [("positions", wrong_positions), ("causal_mask", top_left_mask)])
 def test_control_the_equality_test_catches_offset_bugs(arch, name, broken, monkeypatch):
     monkeypatch.setattr(ex, name, broken)
-    assert max_error(mixed_batch_logits(Rig(arch, page_size=16))) > 1e-3
+    assert max_error(mixed_batch_logits(Rig(arch, page_size=16, dtype=torch.float64))) > 1e-3
 
 
 def test_logits_are_the_last_token_rows_of_score_and_prefill_picks_their_argmax():
@@ -111,7 +146,7 @@ def test_logits_are_the_last_token_rows_of_score_and_prefill_picks_their_argmax(
     last = rig.executor.logits(batch)
     assert last.shape == (2, VOCAB)
     for row, prompt in zip(last, prompts):
-        torch.testing.assert_close(row, rig.reference_logits(prompt)[-1], atol=1e-5, rtol=0)
+        assert_as_accurate(row, rig.reference_logits(prompt)[-1], rig.reference_logits(prompt, exact=True)[-1])
     assert rig.executor.prefill(batch) == last.argmax(-1).tolist()      # greedy by default
 
 
@@ -151,15 +186,23 @@ def shared_prefix_decode(rig: Rig) -> list[ForwardRequest]:
     return batch
 
 
-@pytest.mark.parametrize("arch", CONFIGS)
-def test_decode_in_one_shared_part_equals_one_part_per_request(arch, monkeypatch):
-    rig = Rig(arch, page_size=1)
+def both_layouts(arch: str, dtype: torch.dtype, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of one decode batch in one shared part, and in one part per request."""
+    rig = Rig(arch, page_size=1, dtype=dtype)
     batch = shared_prefix_decode(rig)
     assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == 1
     shared = rig.executor.logits(batch)
-    monkeypatch.setattr(ex, "SHARED_PART_FACTOR", 0)                      # one part per request
-    assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == len(batch)
-    torch.testing.assert_close(shared, rig.executor.logits(batch), atol=1e-5, rtol=0)
+    with monkeypatch.context() as patch:
+        patch.setattr(ex, "SHARED_PART_FACTOR", 0)                       # one part per request
+        assert len(ex.pack(rig.executor.checked(batch), rig.pool).parts) == len(batch)
+        return shared, rig.executor.logits(batch)
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+def test_decode_in_one_shared_part_equals_one_part_per_request(arch, monkeypatch):
+    shared, per_request = both_layouts(arch, torch.float32, monkeypatch)
+    _, exact = both_layouts(arch, torch.float64, monkeypatch)
+    assert_as_accurate(shared, per_request, exact)
 
 
 def test_control_a_shared_part_that_sees_every_slot_is_caught(monkeypatch):

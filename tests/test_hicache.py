@@ -644,6 +644,7 @@ def test_a_prefix_loaded_back_from_host_gives_the_logits_of_one_never_evicted():
     from transformers import LlamaConfig
 
     from radixlib.models import seeded_model
+    from radixlib.numerics import as_accurate
     config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          intermediate_size=128, vocab_size=256, max_position_embeddings=128,
                          bos_token_id=None, eos_token_id=None, pad_token_id=None)
@@ -654,6 +655,7 @@ def test_a_prefix_loaded_back_from_host_gives_the_logits_of_one_never_evicted():
     a, b = prefix + tail_a, prefix + tail_b
     with torch.no_grad():
         full = reference(torch.tensor([b]), use_cache=False).logits[0, -1]
+        exact = reference.to(torch.float64)(torch.tensor([b]), use_cache=False).logits[0, -1]
 
     kept, loaded, unmoved = TwoTierRig(model), TwoTierRig(model), TwoTierRig(model, move_bytes=False)
     for rig in (kept, loaded, unmoved):
@@ -663,8 +665,8 @@ def test_a_prefix_loaded_back_from_host_gives_the_logits_of_one_never_evicted():
     never_evicted, hit = kept.run(b)
     from_host, loaded_len = loaded.run(b)
     assert hit == loaded_len == 32 and loaded.cache.loaded_tokens == 32 and kept.cache.loaded_tokens == 0
-    torch.testing.assert_close(from_host, never_evicted, atol=1e-5, rtol=0)
-    torch.testing.assert_close(from_host, full, atol=1e-5, rtol=0)
+    assert torch.equal(from_host, never_evicted)             # the same arithmetic on the same values
+    assert as_accurate(from_host, full, exact)               # and a full forward's, to its own rounding
     # Control: the same load-back without copying the bytes reads the poisoned device slots.
     without_bytes, _ = unmoved.run(b)
     assert unmoved.cache.loaded_tokens == 32 and torch.isnan(without_bytes).all()

@@ -38,6 +38,9 @@ def test_seeded_model_is_reproducible_and_leaves_the_global_rng_alone():
     assert not torch.equal(a.lm_head.weight, seeded_model(TINY_LLAMA, seed=4).lm_head.weight)
     rounded = seeded_model(TINY_LLAMA, seed=3, dtype=torch.bfloat16)
     assert all(torch.equal(p.to(torch.bfloat16), q) for p, q in zip(a.parameters(), rounded.parameters()))
+    widened = seeded_model(TINY_LLAMA, seed=3, dtype=torch.float64)
+    assert all(q.dtype == torch.float64 and torch.equal(p.double(), q)
+               for p, q in zip(a.parameters(), widened.parameters()))
 
 
 def test_default_model_speaks_the_tokenizer_and_runs_on_the_executor():
