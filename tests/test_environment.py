@@ -40,8 +40,8 @@ def conda_requirements() -> tuple[list[str], dict[str, str]]:
 
 def locked() -> dict[str, str]:
     """requirements.lock: package -> the tested version."""
-    pins = (re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)$", line) for line in (ROOT / "requirements.lock").read_text().splitlines()
-            if line and not line.startswith("#"))
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = (re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)$", line) for line in lines if line and not line.startswith("#"))
     return {_split(m[1])[0]: m[2] for m in pins}
 
 
