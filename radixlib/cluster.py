@@ -46,9 +46,8 @@ from typing import NamedTuple, Protocol
 
 from .cost_model import CostModel
 from .engine import Engine
-from .pages import page_aligned
 from .radix_cache import common_prefix_len, token_array
-from .replay import prefix_page_ids
+from .replay import hittable_pages, prefix_page_ids
 from .request import Request, SamplingParams, Status, check_int, check_real
 from .workloads import block_tokens, load_mooncake
 
@@ -612,7 +611,7 @@ def expected_random_hit_rate(prompts: Sequence[Sequence[int]], num_workers: int,
     stay = 1 - 1 / num_workers
     hits = 0.0
     for tokens, row in zip(prompts, prefix_page_ids(prompts, page_size)):
-        usable = page_aligned(len(tokens) - 1, page_size) // page_size
+        usable = hittable_pages(len(tokens), page_size)
         hits += page_size * sum(1 - stay ** seen[page] for page in row[:usable])
         seen.update(row)
     total = sum(map(len, prompts))

@@ -1,11 +1,14 @@
 """Replaying a prompt stream through a cache: hit rate, occupancy, and Belady's optimum.
 
-A replay serves each prompt through ``Router.serve``, exactly as the engine admits and
-finishes a request: match all but the last token, lock the hit, allocate pages for the
-rest (evicting the shortfall), insert the prompt, free the duplicate pages and the
-unaligned tail, unlock. It records, per request, the tokens served from the cache, so
-one run gives the hit rate, the cached-vs-computed split and the pool's occupancy over
-time (chapters 00 and 03).
+A replay serves each prompt through ``Router.serve``, one request at a time and to the end
+before the next: match all but the last token, lock the hit, allocate pages for the rest
+(evicting only the shortfall), insert the prompt once, free the duplicate pages and the
+unaligned tail, unlock. Which loop that models: SGLang's with one request in flight and no
+output tokens, insert-at-finish only. It is NOT SGLang's serving loop, which also checkpoints
+the prompt into the tree after its prefill (0.5.12 counted a second hit there) and, in 0.5.12,
+evicted the whole need rather than the shortfall. It records, per request, the tokens served
+from the cache, so one run gives the hit rate, the cached-vs-computed split and the pool's
+occupancy over time (chapters 00 and 03).
 
 ``belady`` replays the same stream through a clairvoyant cache of whole pages: when it
 must make room it drops the page whose next use lies furthest in the future (Belady's
@@ -75,13 +78,22 @@ def prefix_page_ids(prompts: Sequence[Sequence[int]], page_size: int) -> list[li
     return out
 
 
-def next_uses(rows: list[list[int]]) -> list[list[int]]:
-    """For each page of each request, the index of the next request that uses it (or len)."""
+def hittable_pages(prompt_len: int, page_size: int) -> int:
+    """How many of a prompt's leading pages can be served from the cache: the whole pages of all
+    but its last token (the router's len-1 cap; a one-token prompt can hit nothing)."""
+    return max(prompt_len - 1, 0) // page_size
+
+
+def next_uses(rows: list[list[int]], hittable: list[int]) -> list[list[int]]:
+    """For each page of each request, the index of the next request that can HIT it (or len):
+    a later request whose first ``hittable`` pages include it. A use beyond the cap (the last
+    page of a prompt, a one-token prompt) re-inserts the page but can never be served by it,
+    so it does not count: keeping a page for such a use would be wasted room."""
     upcoming: dict[int, int] = {}
     out = [[] for _ in rows]
     for i in range(len(rows) - 1, -1, -1):
         out[i] = [upcoming.get(page, len(rows)) for page in rows[i]]
-        upcoming.update((page, i) for page in rows[i])
+        upcoming.update((page, i) for page in rows[i][:hittable[i]])
     return out
 
 
@@ -89,17 +101,20 @@ def belady(prompts: Sequence[Sequence[int]], num_pages: int, page_size: int) -> 
     """Belady's MIN over whole pages: the best hit rate any eviction order can reach.
 
     After each request every page it used is cached; while more than ``num_pages`` are
-    cached, the one used furthest in the future goes (deeper pages first on ties, so a
-    child never outlives its parent). Hits are the leading cached pages of each prompt,
-    at most the whole pages of all but its last token (the router's cap).
+    cached, the one whose next *hit* lies furthest in the future goes (deeper pages first on
+    ties, so a child never outlives its parent). Hits are the leading cached pages of each
+    prompt, at most the whole pages of all but its last token (the router's cap), and only
+    such uses count as a page's next use (``next_uses``): counting a use that cannot hit
+    would keep a useless page, and an online policy could then beat "the optimum".
     """
     rows = prefix_page_ids(prompts, page_size)
+    hittable = [hittable_pages(len(p), page_size) for p in prompts]
     cached_at: dict[int, int] = {}          # page -> its next use (valid heap entry)
     heap: list[tuple[int, int, int]] = []   # (-next use, -depth, page), stale entries skipped
     prefix_lens, occupancy = [], []
-    for tokens, row, uses in zip(prompts, rows, next_uses(rows)):
-        hit = next((d for d, page in enumerate(row) if page not in cached_at), len(row))
-        prefix_lens.append(min(hit * page_size, page_aligned(len(tokens) - 1, page_size)))
+    for row, cap, uses in zip(rows, hittable, next_uses(rows, hittable)):
+        hit = next((d for d, page in enumerate(row[:cap]) if page not in cached_at), cap)
+        prefix_lens.append(hit * page_size)
         for depth, (page, use) in enumerate(zip(row, uses)):
             cached_at[page] = use
             heapq.heappush(heap, (-use, -depth, page))
