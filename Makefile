@@ -60,7 +60,7 @@ upgrade-check: dot
 
 # Re-execute chapters in place, as they are committed (no timing metadata): make execute NB=notebooks/05_*.ipynb
 execute: $(STAMP) dot
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NB)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.store_widget_state=False $(NB)
 
 # $(call apt,COMMAND,PACKAGE): install Debian's PACKAGE if COMMAND is missing and we are root.
 apt = command -v $(1) >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
