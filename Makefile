@@ -10,12 +10,14 @@ PIP    := $(PY) -m pip install -q $(if $(WHEELS),--find-links $(WHEELS))
 
 # SGLang's source, the reference radixlib is compared against: pyproject's [faithful] extra,
 # installed without its dependencies (its own torch/transformers pins would replace ours).
-SGLANG := sglang==0.5.12
+SGLANG_PIN := sglang==0.5.12
+# The release `make faithful` compares against: the pinned one unless `make faithful SGLANG=x.y.z`.
+SGLANG ?= $(patsubst sglang==%,%,$(SGLANG_PIN))
 # Every install takes its versions from the lock of the tested ones (`make lock` rewrites it).
 LOCK   := requirements.lock
 EXTRAS := model,lab,test,book,cluster
 
-.PHONY: lab test book lint bench figures dot chromium clean lock upgrade-check execute
+.PHONY: lab test book lint bench figures dot chromium clean lock upgrade-check execute faithful
 
 lab: $(STAMP) dot
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) -c $(LOCK) pip
 	$(PIP) -c $(LOCK) -e '.[$(EXTRAS)]'
-	$(PIP) -c $(LOCK) --no-deps '$(SGLANG)'
+	$(PIP) -c $(LOCK) --no-deps '$(SGLANG_PIN)'
 	touch $(STAMP)
 
 # The lock, from what .venv holds now (after a deliberate upgrade that passed `make test`).
@@ -53,10 +55,16 @@ lock: $(STAMP)
 	{ sed -n '/^#/p' $(LOCK); $(PY) -m pip freeze --all --exclude-editable | sed 's/+cpu$$//' | LC_ALL=C sort -f; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 
+# The faithfulness suite against one SGLang release (default: the pinned one); another release is
+# installed --no-deps into .sglang/ beside .venv, e.g. `make faithful SGLANG=0.5.23`. The report
+# names each comparison that differs, with its first difference.
+faithful: $(STAMP)
+	.ci/faithful $(PY) $(SGLANG)
+
 # The newest versions pyproject.toml allows, in a venv of their own (.venv-upgrade), without the
 # lock: which tests and chapters break, and which versions moved. It changes nothing here.
 upgrade-check: dot
-	.ci/upgrade-check $(LOCK) '$(EXTRAS)' '$(SGLANG)'
+	.ci/upgrade-check $(LOCK) '$(EXTRAS)' '$(SGLANG_PIN)'
 
 # Re-execute chapters in place, as they are committed (no timing metadata): make execute NB=notebooks/05_*.ipynb
 execute: $(STAMP) dot
@@ -75,4 +83,4 @@ chromium:
 	@$(call apt,chromium,chromium) || echo "chromium is missing, so the browser test will be skipped: 'sudo apt-get install chromium' runs it"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis _build
+	rm -rf $(VENV) .venv-upgrade .sglang .pytest_cache .hypothesis _build

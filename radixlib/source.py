@@ -92,7 +92,7 @@ def _package_dir(top: str) -> str:
         spec = importlib.util.find_spec(top)
         locations = spec.submodule_search_locations if spec else None
     if not locations:
-        raise ModuleNotFoundError(f"{top} is not installed (the Makefile installs sglang==0.5.12)")
+        raise ModuleNotFoundError(f"{top} is not installed (the Makefile installs it: pyproject.toml's [faithful] pin)")
     return list(locations)[0]
 
 

@@ -65,7 +65,17 @@ def test_one_python_floor_everywhere():
 
 def test_the_makefile_installs_the_faithful_extras_pin():
     (sglang,) = PROJECT["optional-dependencies"]["faithful"]
-    assert f"SGLANG := {sglang}" in (ROOT / "Makefile").read_text()
+    assert f"SGLANG_PIN := {sglang}" in (ROOT / "Makefile").read_text()
+
+
+def test_the_reference_release_is_the_faithful_pin_unless_make_faithful_asks_for_another(monkeypatch):
+    from radixlib.reference import pinned_version, reference_sglang
+    (sglang,) = PROJECT["optional-dependencies"]["faithful"]
+    monkeypatch.delenv("RADIXLIB_SGLANG", raising=False)
+    assert f"sglang=={pinned_version('sglang', 'faithful')}" == sglang
+    assert reference_sglang() == pinned_version("sglang", "faithful")
+    monkeypatch.setenv("RADIXLIB_SGLANG", "0.5.99")
+    assert reference_sglang() == "0.5.99"
 
 
 def test_the_makefile_installs_every_extra_the_tests_need():

@@ -48,7 +48,7 @@ def test_no_policy_beats_belady_on_10000_random_streams():
         best = sum(belady(stream, num_pages, page_size).prefix_lens)
         for policy in POLICIES:
             got = sum(replay(stream, num_pages, page_size, policy).prefix_lens)
-            assert got <= best, f"case {case}: {policy} {got} > belady {best} ({num_pages} pages of {page_size}): {stream}"
+            assert got <= best, f"case {case}: {policy} {got} > belady {best} ({num_pages} x {page_size}): {stream}"
 
 
 def test_replay_counts_cached_tokens_and_occupancy():

@@ -17,6 +17,24 @@ No SGLang code is copied here: everything SGLang does, it does from the wheel.
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import re
+
+
+def pinned_version(distribution: str, extra: str) -> str:
+    """The version radixlib pins ``distribution`` to in its ``extra`` (pyproject.toml, the one
+    place a reference version is written down; the Makefile and the lock follow it, tested)."""
+    for requirement in importlib.metadata.requires("radixlib") or []:
+        found = re.fullmatch(rf'{re.escape(distribution)}==(\S+); extra == "{extra}"', requirement)
+        if found:
+            return found[1]
+    raise LookupError(f"pyproject.toml's [{extra}] extra pins no {distribution}")
+
+
+def reference_sglang() -> str:
+    """The SGLang release the faithfulness tests compare against: the [faithful] pin, or the
+    release ``make faithful SGLANG=x.y.z`` asks for (it sets ``RADIXLIB_SGLANG``)."""
+    return os.environ.get("RADIXLIB_SGLANG") or pinned_version("sglang", "faithful")
 
 
 def pinned_missing(distribution: str, version: str, install: str, needed_by: str) -> str | None:

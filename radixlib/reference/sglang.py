@@ -49,9 +49,9 @@ from typing import Any
 
 import torch
 
-from . import pinned_missing
+from . import pinned_missing, reference_sglang
 
-SGLANG_VERSION = "0.5.12"
+SGLANG_VERSION = reference_sglang()
 RADIX_CACHE = "sglang.srt.mem_cache.radix_cache"
 SCHEDULER_MODULES = {          # name in the namespace load_sglang_scheduler returns -> module
     "policy": "sglang.srt.managers.schedule_policy",
