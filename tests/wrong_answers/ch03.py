@@ -19,5 +19,5 @@ def _no_parents(cache, num_tokens):
 WRONG = {
     "policy_key": lambda policy, node: node.last_access,        # every policy as LRU
     "eviction_order": _no_parents,
-    "belady_gap": 7.7,                                          # the gap before the router's len-1 cap
+    "belady_gap": 7.6,                                          # Belady counting uses that cannot hit
 }
