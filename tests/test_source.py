@@ -8,7 +8,7 @@ import pytest
 from helpers import skip_or_fail
 
 from radixlib.radix_cache import RadixCache
-from radixlib.reference.sglang import sglang_unavailable
+from radixlib.reference.sglang import SGLANG_VERSION, sglang_unavailable
 from radixlib.source import beside, module_file, sglang_source, show_source
 
 RADIX = "sglang.srt.mem_cache.radix_cache"
@@ -28,7 +28,7 @@ def sglang():
 
 def test_sglang_source_is_the_wheels_own_text(sglang):
     src = sglang_source(RADIX, "RadixCache.evict")
-    assert src.name == f"{RADIX}.RadixCache.evict  (sglang 0.5.12)"
+    assert src.name == f"{RADIX}.RadixCache.evict  (sglang {SGLANG_VERSION})"
     assert src.code.startswith("def evict(self")                                 # dedented
     file_lines = "\n".join(line if line.strip() else "" for line in module_file(RADIX).read_text().splitlines())
     assert "\n".join("    " + line if line else "" for line in src.code.splitlines()) in file_lines
