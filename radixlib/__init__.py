@@ -16,7 +16,7 @@ The core (standard library only):
     lab.py          CacheLab: the cache, stepped by hand chapters 02, 03
 
 The model extra (torch, transformers): ``kv_pool.py`` (KVPool), ``executor.py``
-(AttentionExecutor), ``sampling.py``, ``models.py``. The lab extra (graphviz, matplotlib,
+(AttentionExecutor), ``sampling.py``, ``models.py``, ``numerics.py`` (float comparisons). The lab extra (graphviz, matplotlib,
 ipywidgets): ``viz.py``, ``plots.py``, ``widgets.py``, ``source.py``. The faithful extra
 (sglang): ``reference/``. Only the core's main names are imported here.
 """
