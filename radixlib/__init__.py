@@ -16,8 +16,9 @@ The core (standard library only):
     lab.py          CacheLab: the cache, stepped by hand chapters 02, 03
 
 The model extra (torch, transformers): ``kv_pool.py`` (KVPool), ``executor.py``
-(AttentionExecutor), ``sampling.py``, ``models.py``, ``numerics.py`` (float comparisons). The lab extra (graphviz, matplotlib,
-ipywidgets): ``viz.py``, ``plots.py``, ``widgets.py``, ``source.py``. The faithful extra
+(AttentionExecutor), ``sampling.py``, ``models.py``, ``numerics.py`` (float comparisons).
+The lab extra (graphviz, matplotlib, ipywidgets): ``viz.py``, ``plots.py``, ``widgets.py``,
+``source.py``. The faithful extra
 (sglang): ``reference/``. Only the core's main names are imported here.
 """
 from .eviction import POLICIES
