@@ -7,7 +7,8 @@ Four tables, printed side by side:
    (``radixlib.block_hash.replay_blocks``), same pools in tokens.
 2. Lookups per second on the same stream: every Mooncake prompt looked up in a cache that
    served the whole trace. The tree's ``match_prefix``; the blocks' hash chain (sha256, as
-   vLLM) plus probes, the same with Python's ``hash``, and the probes alone (hashes kept).
+   vLLM) plus probes, the same with Python's ``hash`` ("blocks (hash)": radixlib's own cheaper
+   variant, not a vLLM option), and the probes alone (hashes kept).
 3. How one lookup's cost grows with the prompt length and with the number of cached
    sequences (random prompts; each lookup hits one cached sequence whole).
 4. Metadata bytes per cached token (``radixlib.block_hash.metadata_bytes``) after the trace.

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
 from .hicache import HiReplay
@@ -212,6 +212,16 @@ def plot_designs_hit_rate(capacities: Sequence[float], rates: dict[str, Sequence
     return fig
 
 
+def plot_designs_gap(capacities: Sequence[float], gaps: dict[str, Sequence[float]], title: str) -> Figure:
+    """The difference of two designs' hit rates, in points, against capacity: one line per pair (chapter 09)."""
+    fig, ax = figure(title, "cache capacity (% of distinct blocks)", "hit-rate difference (points)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    for (name, ys), marker in zip(gaps.items(), "os^vD"):
+        ax.plot([100 * c for c in capacities], [100 * y for y in ys], marker=marker, label=name)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_staircase(shared: Sequence[int], hits: dict[str, Sequence[int]], title: str) -> Figure:
     """Tokens served from the cache against the tokens a prompt shares with a cached sequence."""
     fig, ax = figure(title, "tokens the prompt shares with the cached sequence", "tokens served from the cache")
@@ -228,6 +238,12 @@ def plot_lookup_cost(costs: dict, xlabel: str, title: str) -> Figure:
     for name, marker in zip(costs[xs[0]], "os^vDP"):
         ax.plot([int(x) for x in xs], [costs[x][name] for x in xs], marker=marker, label=name)
     ax.set(xscale="log", yscale="log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")      # plain numbers (20, 100), not 2×10¹
+    ax.set_xticks([int(x) for x in xs], [str(int(x)) for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5)))
+    ax.yaxis.set_minor_formatter(plain)
     ax.legend(fontsize=8)
     return fig
 

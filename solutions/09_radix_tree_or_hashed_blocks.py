@@ -33,7 +33,14 @@ def block_prefix_hit(cached_prompts, prompt, block_size):
     return hit
 
 
-# Exercise 3 (think): longest-prefix-first order with hashed blocks.
+def hashed_lpm_order(cached_prompts, waiting, block_size):
+    """Each waiting request keeps its block names (computed once); per step its cached prefix is the
+    leading run of names found in the table, capped at len - 1 tokens. Sort longest first, stably."""
+    hits = [block_prefix_hit(cached_prompts, prompt, block_size) for prompt in waiting]
+    return sorted(range(len(waiting)), key=lambda i: -hits[i])
+
+
+# Exercise 3: longest-prefix-first order with hashed blocks.
 #
 # Per waiting request the scheduler needs its cached-prefix length, recomputed every step (blocks are
 # cached and evicted between steps). vLLM already keeps what that takes: each request's block hashes,

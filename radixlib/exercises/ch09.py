@@ -1,4 +1,5 @@
-"""Chapter 09 · Radix tree or hashed blocks: the chained block hash, and the lookup it serves."""
+"""Chapter 09 · Radix tree or hashed blocks: the chained block hash, the lookup it serves, and a
+longest-prefix-first queue sorted with hashes alone."""
 from __future__ import annotations
 
 import random
@@ -47,6 +48,30 @@ def _hit_cases() -> list[tuple]:
     return cases
 
 
+def _hashed_lpm_order(cached_prompts: list[list[int]], waiting: list[list[int]], block_size: int) -> list[int]:
+    """Indices of ``waiting``, longest cached prefix first (a stable sort), each prefix found the way a
+    hashed-block scheduler would: the request's block hashes, probed from the first until a miss."""
+    cache = BlockCache(PageAllocator(sum(pages_needed(len(p), block_size) for p in cached_prompts) + 1, block_size))
+    for tokens in cached_prompts:
+        cache.serve(tokens)
+    kept = [cache.request(p).hashes for p in waiting]               # hashed once, on arrival
+    hits = [len(cache.lookup(h, len(p) - 1)) * block_size for h, p in zip(kept, waiting)]
+    return sorted(range(len(waiting)), key=lambda i: -hits[i])
+
+
+def _order_cases() -> list[tuple]:
+    rng = random.Random(11)
+    base = [1, 2, 3, 4, 5, 6, 7, 8]
+    cases = [([base], [[9, 9, 9], base[:5], base, base[:4] + [0, 0]], 4)]    # the repeat's hit stops at len - 1
+    for _ in range(120):
+        root = [rng.randrange(20) for _ in range(rng.randint(0, 40))]
+        cached = [_branch(rng, root) for _ in range(rng.randint(1, 4))]
+        waiting = [rng.choice(cached)[: rng.randint(1, 48)] if rng.random() < 0.4 else _branch(rng, root)
+                   for _ in range(rng.randint(1, 8))]
+        cases.append((cached, waiting, rng.choice([1, 2, 4, 8])))
+    return cases
+
+
 EXERCISES = [
     Exercise("prefix_hash", "implement", _prefix_hash, _hash_cases,
              hint="block i hashes sha256_pickle((parent, tuple(its tokens), extra_keys)); block 0's parent is "
@@ -57,4 +82,9 @@ EXERCISES = [
              hint="key every full block by its whole prefix (or a chained hash); a prompt hits its leading "
                   "cached blocks, at most len(prompt) - 1 tokens, in whole blocks",
              source="BlockCache: serve(each cached prompt), then peek(prompt)"),
+    Exercise("hashed_lpm_order", "implement", _hashed_lpm_order, _order_cases,
+             hint="hash each waiting prompt's full blocks once (any whole-prefix key will do); its cached prefix is "
+                  "its leading blocks found among the cached prompts' blocks, at most len(prompt) - 1 tokens; "
+                  "return the indices sorted by that length, longest first, ties in arrival order",
+             source="BlockCache.request(...).hashes + BlockCache.lookup, sorted longest first (stable)"),
 ]

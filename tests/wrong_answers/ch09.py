@@ -15,4 +15,10 @@ def _uncapped(cached_prompts, prompt, block_size):
     return next((e - block_size for e in ends if tuple(prompt[:e]) not in cached), ends[-1] if ends else 0)
 
 
-WRONG = {"prefix_hash": _unchained, "block_prefix_hit": _uncapped}
+def _uncapped_order(cached_prompts, waiting, block_size):
+    """Sorts by the uncapped hit: a repeated block-aligned prompt jumps ahead of one it ties with."""
+    hits = [_uncapped(cached_prompts, prompt, block_size) for prompt in waiting]
+    return sorted(range(len(waiting)), key=lambda i: -hits[i])
+
+
+WRONG = {"prefix_hash": _unchained, "block_prefix_hit": _uncapped, "hashed_lpm_order": _uncapped_order}
