@@ -1,8 +1,9 @@
 """Replay the Mooncake synthetic trace through RadixCache at several capacities.
 
-Each request is served as the engine serves it (``Router.serve``): match its prompt,
-lock the hit, allocate pages for the rest (evicting the shortfall), insert the prompt,
-free the duplicate pages, unlock. 16 tokens stand for each 512-token block, page_size 16 (a page per block).
+Each request is served through ``Router.serve``, one at a time and to its end before the next
+(``radixlib.replay``; not SGLang's serving loop): match its prompt, lock the hit, allocate pages
+for the rest (evicting the shortfall), insert the prompt, free the duplicate pages, unlock. 16
+tokens stand for each 512-token block, page_size 16 (a page per block).
 
     python benchmarks/cache_ops.py [--limit N]
 """

@@ -1,5 +1,8 @@
 """Data-parallel routing on the Mooncake synthetic trace: sglang-router 0.3.2's policies side by side.
 
+Loop: every radixlib engine here runs SGLang's non-overlap loop (``event_loop_normal``, as under
+``--disable-overlap-schedule``; see ``radixlib/engine.py``), not its default overlap loop.
+
 The whole trace (3,993 requests at their arrival times, 16 tokens per 512-token block,
 page_size 16) runs on N model-free workers (``radixlib.cluster``) that share a fraction of
 the trace's distinct pages evenly. Per policy it prints the hit rate (all workers), the

@@ -1,5 +1,8 @@
 """The engine beside transformers, on the same model, prompts and greedy tokens.
 
+Loop: every radixlib engine here runs SGLang's non-overlap loop (``event_loop_normal``, as under
+``--disable-overlap-schedule``; see ``radixlib/engine.py``), not its default overlap loop.
+
     (a) a loop of model.generate           one request at a time, DynamicCache
     (b) model.generate_batch               transformers' continuous batching, block sharing on
     (c) radixlib Engine, cache off         packed prefill + decode from the paged pool

@@ -1,5 +1,7 @@
 """A host-memory tier (HiCache) on the Mooncake synthetic trace: hit rate by (device, host) capacity and policy.
 
+Loop: one request at a time, to its end before the next (``Router.serve``), not SGLang's serving loop.
+
 The whole trace (3,993 requests, 16 tokens per 512-token block, page_size 16) is served in
 order through ``Router.serve`` (a one-tier ``RadixCache``, LRU) and through ``HiRouter.serve``
 (a ``HiRadixCache`` whose host pool is 1x, 2x or 4x the device pool), for each write policy.

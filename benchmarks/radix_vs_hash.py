@@ -1,5 +1,7 @@
 """The radix tree beside vLLM-style hashed blocks, on the same traffic (chapter 09).
 
+Loop: both replays serve one request at a time, to its end before the next; no serving loop is modelled.
+
 Four tables, printed side by side:
 
 1. Hit rate against capacity on the Mooncake synthetic trace (16 tokens per 512-token block):

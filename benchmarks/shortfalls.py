@@ -1,5 +1,8 @@
 """The three shortfalls side by side: radixlib's Engine and the v2-shaped BaselineEngine.
 
+Loop: every radixlib engine here runs SGLang's non-overlap loop (``event_loop_normal``, as under
+``--disable-overlap-schedule``; see ``radixlib/engine.py``), not its default overlap loop.
+
 Both run the same seeded model (each on its own copy), the same workloads and the same
 scheduler settings (``radixlib.shortfalls.SETTINGS``: page size 16, lpm, a 1,024-token
 prefill budget), so they make the same decisions and the same greedy tokens. Per workload:

@@ -203,7 +203,8 @@ class BlockCache:
 
 
 def replay_blocks(prompts: Sequence[Sequence[int]], num_pages: int, block_size: int) -> Replay:
-    """Serve ``prompts`` in order through a fresh ``BlockCache`` (``replay.replay``'s twin)."""
+    """Serve ``prompts`` in order through a fresh ``BlockCache`` (``replay.replay``'s twin: one
+    request at a time, to its end before the next; vLLM's scheduler loop is not modelled)."""
     cache = BlockCache(PageAllocator(num_pages, block_size))
     run = replay_through(cache.serve, cache.allocator, prompts, "blocks")
     cache.check_invariants([])

@@ -29,10 +29,10 @@ source is the sgl-model-gateway / smg repository at its 0.3.2 release, ``src/pol
   the tree forgets, per worker, least recently used leaves until it holds at most
   ``max_tree_size`` characters.
 
-``Cluster`` replays timestamped arrivals in simulated time: every worker is an ``Engine``
-on a ``CostModel`` with its own clock; before a request that arrives at ``t`` is routed,
-every worker runs the forwards that start before ``t``, so the policy sees the loads of
-time ``t``. Standard library only.
+``Cluster`` replays timestamped arrivals in simulated time: every worker is an ``Engine`` on
+a ``CostModel`` with its own clock (SGLang's non-overlap loop: see ``engine.py``); before a
+request that arrives at ``t`` is routed, every worker runs the forwards that start before
+``t``, so the policy sees the loads of time ``t``. Standard library only.
 """
 from __future__ import annotations
 

@@ -5,6 +5,11 @@
                                                └─ decode:  executor.decode(last tokens)
                                                next tokens ─► finished? cache_finished
 
+Which loop: SGLang's non-overlap loop (``Scheduler.event_loop_normal``, what
+``--disable-overlap-schedule`` runs): a batch's results reach the tree before the next batch
+is chosen. SGLang's default, ``event_loop_overlap``, chooses batch k+1 before it processes
+batch k's results; it is not modelled yet.
+
 The engine is control plane only: it imports no torch. The executor (``forward.Executor``)
 computes and samples; ``Engine(model)`` builds an ``AttentionExecutor`` for a transformers
 model, ``Engine(executor=CostModel())`` replays traces without one.

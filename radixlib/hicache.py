@@ -535,7 +535,8 @@ class HiReplay(NamedTuple):
 
 def hi_replay(prompts: Sequence[Sequence[int]], num_pages: int, host_pages: int, page_size: int,
               write_policy: str = "write_through", eviction: str = "lru") -> HiReplay:
-    """Serve ``prompts`` in order (``Router.serve``) through a fresh two-tier cache."""
+    """Serve ``prompts`` in order (``Router.serve``) through a fresh two-tier cache: one request
+    at a time, to its end before the next, as ``replay.replay`` (not SGLang's serving loop)."""
     cache = HiRadixCache(PageAllocator(num_pages, page_size), PageAllocator(host_pages, page_size),
                          write_policy, eviction)
     router = HiRouter(cache)
